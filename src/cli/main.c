@@ -1,0 +1,62 @@
+/* main.c - the `cochlea` program: dispatch to one subcommand per file in src/cli/. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const cli_command *const commands[] = {
+    &cli_cmd_info,
+    &cli_cmd_quantize,
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static const cli_command *find_command(const char *name)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(commands[i]->name, name) == 0)
+            return commands[i];
+    return NULL;
+}
+
+static void print_overview(FILE *f)
+{
+    fprintf(f, "usage: cochlea COMMAND [OPTIONS] [ARGS]\n\n"
+               "Open speech foundation models on the CPU.\n\ncommands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-12s %s\n", commands[i]->name, commands[i]->summary);
+    fprintf(f, "  %-12s %s\n", "help", "show help for a command (cochlea help COMMAND)");
+    fprintf(f, "\ncommon options: -m/--model FILE, -t/--threads N, -o/--output FILE, -q, -v\n"
+               "cochlea --version prints the version and the compute features in use.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_overview(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("cochlea %s\n%s\n", cochlea_version(), cochlea_system_info());
+        return 0;
+    }
+    if (cli_is_help(cmd)) {
+        print_overview(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0) {
+        if (argc < 3) {
+            print_overview(stdout);
+            return 0;
+        }
+        const cli_command *c = find_command(argv[2]);
+        if (!c)
+            return cli_error("unknown command '%s' (run 'cochlea help' for the list)", argv[2]);
+        cli_print_usage(c);
+        return 0;
+    }
+    const cli_command *c = find_command(cmd);
+    if (!c)
+        return cli_error("unknown command '%s' (run 'cochlea help' for the list)", cmd) + 1;
+    return c->run(argc - 1, argv + 1);
+}
