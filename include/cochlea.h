@@ -99,6 +99,120 @@ enum cochlea_precision {
     COCHLEA_PRECISION_INT8 = 2, /* int8 weights and activations where supported, else bf16 */
 };
 
+/* ==== audio: decoding, resampling, log-mel features (frontend/) =========================== */
+
+/* Sample formats of headerless raw input (cochlea_audio_params.raw_format). */
+enum cochlea_raw_format {
+    COCHLEA_RAW_NONE = 0, /* not raw: the container and codec are detected from the data */
+    COCHLEA_RAW_S8,
+    COCHLEA_RAW_U8,
+    COCHLEA_RAW_S16,
+    COCHLEA_RAW_S24,
+    COCHLEA_RAW_S32,
+    COCHLEA_RAW_F32,
+    COCHLEA_RAW_F64,
+    COCHLEA_RAW_ULAW,
+    COCHLEA_RAW_ALAW,
+};
+
+/* How audio is read. Every format libsndfile reads is accepted (WAV incl. WAVE_FORMAT_EXTENSIBLE,
+ * FLAC, OGG/Vorbis, Opus, MP3 where the library has it, AIFF, AU, CAF, W64, ...). Integer samples
+ * become float in [-1, 1) (int / 2^(bits-1)); float samples pass through unchanged. NaN or Inf
+ * samples are rejected (COCHLEA_EFORMAT naming the frame), never silently replaced. */
+typedef struct cochlea_audio_params {
+    int sample_rate;                    /* output rate in Hz, resampled with soxr HQ (16000) */
+    int channel;                        /* -1: average all channels (default); N >= 0: channel N */
+    enum cochlea_raw_format raw_format; /* COCHLEA_RAW_NONE (default) or the raw sample format */
+    int raw_sample_rate;                /* raw input only: sample rate in Hz */
+    int raw_channels;                   /* raw input only: interleaved channels */
+    int raw_big_endian;                 /* raw input only: 1 for big-endian samples (default 0) */
+} cochlea_audio_params;
+
+COCHLEA_API cochlea_audio_params cochlea_audio_default_params(void);
+
+/* A pull reader: decodes a file block by block and resamples on the fly, so memory use does not
+ * grow with the file's length. */
+typedef struct cochlea_audio cochlea_audio;
+
+/* Open `path` ("-" reads standard input; a pipe is spooled to an unlinked temporary file first
+ * because most containers need seeking). Source sample rates outside [1000, 768000] Hz and more
+ * than 256 channels are rejected (COCHLEA_ERANGE). On success *out is owned by the caller and
+ * released with cochlea_audio_close. */
+COCHLEA_API int cochlea_audio_open(const char *path, const cochlea_audio_params *params, cochlea_audio **out);
+
+/* Read up to `max` mono samples at the output rate into dst. *n_read < max only at the end of the
+ * stream; 0 means the stream is finished. A truncated or corrupt file fails here with a message
+ * naming the file. */
+COCHLEA_API int cochlea_audio_read(cochlea_audio *a, float *dst, size_t max, size_t *n_read);
+
+typedef struct cochlea_audio_info {
+    int source_rate;      /* Hz */
+    int source_channels;
+    int64_t source_frames; /* frames at the source rate, -1 if the container does not say */
+    const char *format;   /* container and codec, e.g. "WAV PCM_16" (valid while the reader lives) */
+} cochlea_audio_info;
+
+COCHLEA_API void cochlea_audio_get_info(const cochlea_audio *a, cochlea_audio_info *info);
+COCHLEA_API void cochlea_audio_close(cochlea_audio *a);
+
+/* Decode and resample a whole file. On success *samples (owned by the caller, released with
+ * cochlea_audio_samples_free) holds *n_samples mono samples at params->sample_rate. */
+COCHLEA_API int cochlea_audio_load(const char *path, const cochlea_audio_params *params, float **samples,
+                                   size_t *n_samples);
+COCHLEA_API void cochlea_audio_samples_free(float *samples);
+
+/* Log-mel features as ESPnet's DefaultFrontend + GlobalMVN compute them (owsm-ctc.md §1):
+ * STFT (n_fft 512, periodic Hann 400 centred, hop 160, reflect padding n_fft/2), power spectrum,
+ * mel filterbank, ln(max(mel, 1e-10)), then (x - mean) / std when MVN statistics are given.
+ * A signal of n samples gives 1 + n / hop frames; fewer than n_fft/2 + 1 samples is an error, as it
+ * is in torch.stft. Frames are rows of n_mels floats. */
+typedef struct cochlea_fbank_params {
+    int sample_rate;       /* 16000 */
+    int n_fft;             /* 512 */
+    int win_length;        /* 400 */
+    int hop_length;        /* 160 */
+    int n_mels;            /* 80 (128 for OWSM-CTC v4) */
+    float fmin;            /* 0 Hz; Slaney filterbank only */
+    float fmax;            /* 0: sample_rate / 2; Slaney filterbank only */
+    const float *melmat;   /* NULL: librosa's Slaney filterbank computed in C. Otherwise a
+                              (n_fft/2 + 1) x n_mels row-major matrix (the model's
+                              frontend.logmel.melmat); copied at create time */
+    const float *mvn_mean; /* n_mels values, or NULL for no normalisation; copied */
+    const float *mvn_std;  /* n_mels values (> 0), required with mvn_mean; copied */
+} cochlea_fbank_params;
+
+COCHLEA_API cochlea_fbank_params cochlea_fbank_default_params(void);
+
+/* A feature extractor; one per thread (it holds its own FFT plan and buffers). */
+typedef struct cochlea_fbank cochlea_fbank;
+
+COCHLEA_API int cochlea_fbank_create(const cochlea_fbank_params *params, cochlea_fbank **out);
+COCHLEA_API void cochlea_fbank_free(cochlea_fbank *fb);
+COCHLEA_API int cochlea_fbank_n_mels(const cochlea_fbank *fb);
+/* Frames produced for n samples: 1 + n / hop, or 0 when n is too short. */
+COCHLEA_API size_t cochlea_fbank_n_frames(const cochlea_fbank *fb, size_t n_samples);
+
+/* Whole-signal features: writes *n_frames = cochlea_fbank_n_frames(n) rows into feats, which
+ * holds max_frames rows (COCHLEA_ERANGE if too few). Samples must be finite. Independent of any
+ * stream in progress. */
+COCHLEA_API int cochlea_fbank_compute(cochlea_fbank *fb, const float *samples, size_t n, float *feats,
+                                      size_t max_frames, size_t *n_frames);
+
+/* Streaming: push samples in any pieces, pull the frames that are complete, call finish after
+ * the last sample, then pull the remaining frames. The frames are bit-identical to
+ * cochlea_fbank_compute on the concatenated signal. reset starts a new stream. */
+COCHLEA_API void cochlea_fbank_reset(cochlea_fbank *fb);
+COCHLEA_API int cochlea_fbank_push(cochlea_fbank *fb, const float *samples, size_t n);
+COCHLEA_API int cochlea_fbank_finish(cochlea_fbank *fb);
+COCHLEA_API int cochlea_fbank_pull(cochlea_fbank *fb, float *feats, size_t max_frames, size_t *n_frames);
+
+/* Read ESPnet's feats_stats.npz (count, sum, sum_square) and derive GlobalMVN's
+ * mean = sum / count and std = sqrt(max(sum_square / count - mean^2, 1e-20)) into mean[] and
+ * std[], which hold max_mels values; *n_mels receives the statistics' dimension. */
+COCHLEA_API int cochlea_mvn_stats_load(const char *npz_path, float *mean, float *std, int max_mels, int *n_mels);
+
+/* ==== end of audio ======================================================================== */
+
 #ifdef __cplusplus
 }
 #endif

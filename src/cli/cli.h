@@ -47,5 +47,7 @@ int cli_parse_float(const char *cmd, const char *opt, const char *s, double *out
 /* Subcommands (one file each in src/cli/). */
 extern const cli_command cli_cmd_info;
 extern const cli_command cli_cmd_quantize;
+extern const cli_command cli_cmd_features;
+extern const cli_command cli_cmd_tokenize;
 
 #endif

@@ -7,6 +7,8 @@
 static const cli_command *const commands[] = {
     &cli_cmd_info,
     &cli_cmd_quantize,
+    &cli_cmd_features,
+    &cli_cmd_tokenize,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

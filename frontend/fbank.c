@@ -1,0 +1,863 @@
+/* fbank.c - log-mel features: mel filterbank (model matrix or librosa's Slaney filterbank),
+ * natural log with floor 1e-10, global MVN, whole-signal and streaming (owsm-ctc.md §1); and
+ * the strict .npz/.npy reader for ESPnet's feats_stats.npz. */
+#include "fbank.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "error.h"
+#include "gguf.h"
+#include "stft.h"
+
+#define FBANK_MAX_MELS 4096
+#define LOG_BLOCK 8
+#define BAND_BLOCK 4
+
+struct cochlea_fbank {
+    stft *st;
+    int n_mels, n_bins, win_length;
+    /* The filterbank as bands: mel m uses bins [band_lo[m], band_lo[m] + band_len[m]) with
+     * weights band_w[band_off[m] ...] (zeros outside a band are skipped, nothing else). Each
+     * band_len is a multiple of BAND_BLOCK, padded with zero weights (and power[] is padded with
+     * zeros past n_bins) so the product runs in vector blocks. */
+    int *band_lo, *band_len;
+    size_t *band_off;
+    double *band_w;
+    float *mean, *std; /* NULL without MVN */
+    /* scratch */
+    double *power;
+    double *mel;       /* n_mels rounded up to LOG_BLOCK */
+    float *span;
+    /* stream state */
+    float *buf;        /* samples [buf_first, buf_first + buf_len) of the stream */
+    size_t buf_len, buf_cap, buf_first;
+    size_t n_in;       /* samples pushed so far */
+    size_t t_next;     /* next frame to emit */
+    int finished;
+};
+
+/* ---- Slaney mel scale and filterbank ------------------------------------------------------ */
+
+#define SLANEY_F_SP (200.0 / 3.0)
+#define SLANEY_MIN_LOG_HZ 1000.0
+
+double fbank_hz_to_mel(double hz)
+{
+    const double min_log_mel = (SLANEY_MIN_LOG_HZ - 0.0) / SLANEY_F_SP;
+    const double logstep = log(6.4) / 27.0;
+    if (hz >= SLANEY_MIN_LOG_HZ)
+        return min_log_mel + log(hz / SLANEY_MIN_LOG_HZ) / logstep;
+    return (hz - 0.0) / SLANEY_F_SP;
+}
+
+double fbank_mel_to_hz(double mel)
+{
+    const double min_log_mel = (SLANEY_MIN_LOG_HZ - 0.0) / SLANEY_F_SP;
+    const double logstep = log(6.4) / 27.0;
+    if (mel >= min_log_mel)
+        return SLANEY_MIN_LOG_HZ * exp(logstep * (mel - min_log_mel));
+    return 0.0 + SLANEY_F_SP * mel;
+}
+
+int fbank_slaney_melmat(int sample_rate, int n_fft, int n_mels, double fmin, double fmax, float *out)
+{
+    if (sample_rate < 1 || n_fft < 2 || n_mels < 1 || n_mels > FBANK_MAX_MELS)
+        return err_set(COCHLEA_EINVAL, "mel filterbank: bad sizes (sample rate %d, n_fft %d, n_mels %d)",
+                       sample_rate, n_fft, n_mels);
+    if (!(fmin >= 0.0) || !(fmax > fmin) || !(fmax <= sample_rate / 2.0))
+        return err_set(COCHLEA_EINVAL, "mel filterbank: need 0 <= fmin < fmax <= %g Hz, got fmin %g, fmax %g",
+                       sample_rate / 2.0, fmin, fmax);
+    const int n_bins = n_fft / 2 + 1;
+    const int n_pts = n_mels + 2;
+    double *hz = malloc((size_t)n_pts * sizeof(double));
+    double *fft_hz = malloc((size_t)n_bins * sizeof(double));
+    if (!hz || !fft_hz) {
+        free(hz);
+        free(fft_hz);
+        return err_set(COCHLEA_ENOMEM, "mel filterbank: out of memory");
+    }
+    /* np.fft.rfftfreq(n_fft, 1 / sr): k * (1 / (n_fft * (1 / sr))) */
+    const double bin_hz = 1.0 / ((double)n_fft * (1.0 / (double)sample_rate));
+    for (int k = 0; k < n_bins; k++)
+        fft_hz[k] = (double)k * bin_hz;
+    /* np.linspace(mel(fmin), mel(fmax), n_mels + 2): i * step + start, the last point exact */
+    const double m0 = fbank_hz_to_mel(fmin), m1 = fbank_hz_to_mel(fmax);
+    const double step = (m1 - m0) / (double)(n_pts - 1);
+    for (int i = 0; i < n_pts; i++)
+        hz[i] = fbank_mel_to_hz(i == n_pts - 1 ? m1 : (double)i * step + m0);
+    for (int m = 0; m < n_mels; m++) {
+        const double lower_w = hz[m + 1] - hz[m], upper_w = hz[m + 2] - hz[m + 1];
+        const double enorm = 2.0 / (hz[m + 2] - hz[m]);
+        for (int k = 0; k < n_bins; k++) {
+            double rising = -(hz[m] - fft_hz[k]) / lower_w;
+            double falling = (hz[m + 2] - fft_hz[k]) / upper_w;
+            double w = rising < falling ? rising : falling;
+            if (!(w > 0.0))
+                w = 0.0;
+            float wf = (float)w; /* librosa stores the triangle in float32 ... */
+            out[(size_t)k * n_mels + m] = (float)((double)wf * enorm); /* ... then scales it */
+        }
+    }
+    free(hz);
+    free(fft_hz);
+    return COCHLEA_OK;
+}
+
+/* ---- extractor ------------------------------------------------------------------------------ */
+
+cochlea_fbank_params cochlea_fbank_default_params(void)
+{
+    cochlea_fbank_params p;
+    memset(&p, 0, sizeof p);
+    p.sample_rate = 16000;
+    p.n_fft = 512;
+    p.win_length = 400;
+    p.hop_length = 160;
+    p.n_mels = 80;
+    p.fmin = 0.0f;
+    p.fmax = 0.0f;
+    return p;
+}
+
+/* Convert a dense (n_bins x n_mels) filterbank into per-mel bands of consecutive bins between
+ * the first and the last nonzero weight. */
+static int fbank_set_bands(cochlea_fbank *fb, const float *melmat)
+{
+    const int nb = fb->n_bins, nm = fb->n_mels;
+    size_t total = 0;
+    for (int m = 0; m < nm; m++) {
+        int lo = -1, hi = -1;
+        for (int k = 0; k < nb; k++) {
+            float w = melmat[(size_t)k * nm + m];
+            if (!isfinite(w))
+                return err_set(COCHLEA_EINVAL, "mel filterbank: weight [%d, %d] is %g (not finite)", k, m, (double)w);
+            if (w != 0.0f) {
+                if (lo < 0)
+                    lo = k;
+                hi = k;
+            }
+        }
+        int len = lo < 0 ? 0 : hi - lo + 1;
+        fb->band_lo[m] = lo < 0 ? 0 : lo;
+        fb->band_len[m] = (len + BAND_BLOCK - 1) / BAND_BLOCK * BAND_BLOCK;
+        fb->band_off[m] = total;
+        total += (size_t)fb->band_len[m];
+    }
+    fb->band_w = malloc((total ? total : 1) * sizeof(double));
+    if (!fb->band_w)
+        return err_set(COCHLEA_ENOMEM, "mel filterbank: out of memory");
+    for (int m = 0; m < nm; m++)
+        for (int j = 0; j < fb->band_len[m]; j++) {
+            int k = fb->band_lo[m] + j;
+            fb->band_w[fb->band_off[m] + (size_t)j] = k < nb ? melmat[(size_t)k * nm + m] : 0.0;
+        }
+    return COCHLEA_OK;
+}
+
+int cochlea_fbank_create(const cochlea_fbank_params *p, cochlea_fbank **out)
+{
+    if (!out)
+        return err_set(COCHLEA_EINVAL, "cochlea_fbank_create: out is NULL");
+    *out = NULL;
+    if (!p)
+        return err_set(COCHLEA_EINVAL, "cochlea_fbank_create: params is NULL");
+    if (p->n_mels < 1 || p->n_mels > FBANK_MAX_MELS)
+        return err_set(COCHLEA_EINVAL, "fbank: n_mels %d is outside [1, %d]", p->n_mels, FBANK_MAX_MELS);
+    if (p->sample_rate < 1000 || p->sample_rate > 768000)
+        return err_set(COCHLEA_EINVAL, "fbank: sample rate %d Hz is outside [1000, 768000]", p->sample_rate);
+    if ((p->mvn_mean == NULL) != (p->mvn_std == NULL))
+        return err_set(COCHLEA_EINVAL, "fbank: MVN needs both mean and std (one of them is NULL)");
+    cochlea_fbank *fb = calloc(1, sizeof *fb);
+    if (!fb)
+        return err_set(COCHLEA_ENOMEM, "fbank: out of memory");
+    int rc = stft_create(p->n_fft, p->win_length, p->hop_length, &fb->st);
+    if (rc) {
+        free(fb);
+        return err_prefix(rc, "fbank");
+    }
+    fb->n_mels = p->n_mels;
+    fb->n_bins = stft_n_bins(fb->st);
+    fb->win_length = p->win_length;
+    const size_t nm = (size_t)fb->n_mels, nb = (size_t)fb->n_bins;
+    float *slaney = NULL;
+    fb->band_lo = malloc(nm * sizeof(int));
+    fb->band_len = malloc(nm * sizeof(int));
+    fb->band_off = malloc(nm * sizeof(size_t));
+    fb->power = calloc(nb + BAND_BLOCK, sizeof(double)); /* zero padding past n_bins */
+    const size_t nm_pad = (nm + LOG_BLOCK - 1) / LOG_BLOCK * LOG_BLOCK;
+    fb->mel = malloc(nm_pad * sizeof(double));
+    fb->span = malloc((size_t)p->win_length * sizeof(float));
+    if (!fb->band_lo || !fb->band_len || !fb->band_off || !fb->power || !fb->mel || !fb->span) {
+        rc = err_set(COCHLEA_ENOMEM, "fbank: out of memory");
+        goto fail;
+    }
+    for (size_t m = 0; m < nm_pad; m++)
+        fb->mel[m] = 1.0;
+    const float *melmat = p->melmat;
+    if (!melmat) {
+        double fmax = p->fmax > 0.0f ? (double)p->fmax : p->sample_rate / 2.0;
+        slaney = malloc(nb * nm * sizeof(float));
+        if (!slaney) {
+            rc = err_set(COCHLEA_ENOMEM, "fbank: out of memory");
+            goto fail;
+        }
+        rc = fbank_slaney_melmat(p->sample_rate, p->n_fft, p->n_mels, (double)p->fmin, fmax, slaney);
+        if (rc)
+            goto fail;
+        melmat = slaney;
+    }
+    rc = fbank_set_bands(fb, melmat);
+    if (rc)
+        goto fail;
+    if (p->mvn_mean) {
+        fb->mean = malloc(nm * sizeof(float));
+        fb->std = malloc(nm * sizeof(float));
+        if (!fb->mean || !fb->std) {
+            rc = err_set(COCHLEA_ENOMEM, "fbank: out of memory");
+            goto fail;
+        }
+        for (size_t m = 0; m < nm; m++) {
+            if (!isfinite(p->mvn_mean[m])) {
+                rc = err_set(COCHLEA_EINVAL, "fbank: MVN mean[%zu] is %g (not finite)", m, (double)p->mvn_mean[m]);
+                goto fail;
+            }
+            if (!(p->mvn_std[m] > 0.0f) || !isfinite(p->mvn_std[m])) {
+                rc = err_set(COCHLEA_EINVAL, "fbank: MVN std[%zu] is %g (must be positive and finite)", m,
+                             (double)p->mvn_std[m]);
+                goto fail;
+            }
+            fb->mean[m] = p->mvn_mean[m];
+            fb->std[m] = p->mvn_std[m];
+        }
+    }
+    free(slaney);
+    *out = fb;
+    return COCHLEA_OK;
+fail:
+    free(slaney);
+    cochlea_fbank_free(fb);
+    return rc;
+}
+
+void cochlea_fbank_free(cochlea_fbank *fb)
+{
+    if (!fb)
+        return;
+    stft_free(fb->st);
+    free(fb->band_lo);
+    free(fb->band_len);
+    free(fb->band_off);
+    free(fb->band_w);
+    free(fb->mean);
+    free(fb->std);
+    free(fb->power);
+    free(fb->mel);
+    free(fb->span);
+    free(fb->buf);
+    free(fb);
+}
+
+int cochlea_fbank_n_mels(const cochlea_fbank *fb)
+{
+    return fb->n_mels;
+}
+
+size_t cochlea_fbank_n_frames(const cochlea_fbank *fb, size_t n_samples)
+{
+    return stft_n_frames(fb->st, n_samples);
+}
+
+/* ln(x[j]) for LOG_BLOCK positive, finite, normal doubles, in a form the compiler vectorises:
+ * x = 2^e m with m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh(f) with f = (m - 1) / (m + 1), summed
+ * as the odd series to f^19 (truncation below 1e-17 for |f| <= 0.1716), plus e ln 2 in two parts.
+ * Agrees with libm's log to a few double ulps, far below the float32 result's rounding. */
+static void log_block(const double *x, double *y)
+{
+    const double ln2_hi = 0x1.62e42fefa3800p-1, ln2_lo = 0x1.ef35793c76730p-45;
+    for (int j = 0; j < LOG_BLOCK; j++) {
+        uint64_t b, mb, eb;
+        memcpy(&b, &x[j], sizeof b);
+        mb = (b & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull;   /* m in [1, 2) */
+        eb = ((b >> 52) & 0x7FF) | 0x4330000000000000ull;            /* 2^52 + biased exponent */
+        double m, e;
+        memcpy(&m, &mb, sizeof m);
+        memcpy(&e, &eb, sizeof e);
+        e -= 4503599627370496.0 + 1023.0;
+        int big = m > 1.4142135623730951;
+        m = big ? 0.5 * m : m;
+        e = big ? e + 1.0 : e;
+        double f = (m - 1.0) / (m + 1.0), s = f * f;
+        double p = 1.0 / 19;
+        p = p * s + 1.0 / 17;
+        p = p * s + 1.0 / 15;
+        p = p * s + 1.0 / 13;
+        p = p * s + 1.0 / 11;
+        p = p * s + 1.0 / 9;
+        p = p * s + 1.0 / 7;
+        p = p * s + 1.0 / 5;
+        p = p * s + 1.0 / 3;
+        double lm = 2.0 * f + 2.0 * f * s * p;
+        y[j] = e * ln2_hi + (e * ln2_lo + lm);
+    }
+}
+
+/* One feature row from a frame's win_length samples: ln(max(sum_k P_k W_km, 1e-10)), then
+ * (x - mean) / std in float32 as torch does. */
+static void fbank_frame(cochlea_fbank *fb, const float *span, float *out)
+{
+    stft_power(fb->st, span, fb->power);
+    const double *pw = fb->power;
+    double *mel = fb->mel;
+    const int nm = fb->n_mels;
+    for (int m = 0; m < nm; m++) {
+        const double *w = fb->band_w + fb->band_off[m];
+        const double *p = pw + fb->band_lo[m];
+        double acc[BAND_BLOCK] = {0};
+        for (int j = 0; j < fb->band_len[m]; j += BAND_BLOCK)
+            for (int i = 0; i < BAND_BLOCK; i++)
+                acc[i] += p[j + i] * w[j + i];
+        double sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        mel[m] = sum > FBANK_LOG_FLOOR ? sum : FBANK_LOG_FLOOR;
+    }
+    for (int m = 0; m < nm; m += LOG_BLOCK)
+        log_block(mel + m, mel + m); /* the padding past n_mels holds 1.0 */
+    for (int m = 0; m < nm; m++)
+        out[m] = (float)mel[m];
+    if (fb->mean)
+        for (int m = 0; m < fb->n_mels; m++)
+            out[m] = (out[m] - fb->mean[m]) / fb->std[m];
+}
+
+/* Pointer to frame t's samples: straight into x when the frame lies inside it, else gathered
+ * (with reflection) into the scratch span. x[0] is sample x_first of an n_total-sample signal. */
+static const float *fbank_span(cochlea_fbank *fb, const float *x, size_t x_first, size_t n_total, size_t t)
+{
+    long long start = stft_frame_start(fb->st, t);
+    if (start >= (long long)x_first && start + fb->win_length <= (long long)n_total)
+        return x + ((size_t)start - x_first);
+    stft_gather(fb->st, x, x_first, n_total, t, fb->span);
+    return fb->span;
+}
+
+/* Index of the first non-finite value in x[0..n), or n. */
+static size_t first_nonfinite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return i;
+    return n;
+}
+
+static int too_short(const cochlea_fbank *fb, size_t n)
+{
+    return err_set(COCHLEA_ERANGE,
+                   "fbank: a signal of %zu samples is too short: the STFT's reflect padding by n_fft/2 needs at "
+                   "least %zu samples (torch.stft, and so ESPnet, rejects it too)",
+                   n, stft_min_samples(fb->st));
+}
+
+int cochlea_fbank_compute(cochlea_fbank *fb, const float *samples, size_t n, float *feats, size_t max_frames,
+                          size_t *n_frames)
+{
+    if (n_frames)
+        *n_frames = 0;
+    if (!fb || (!samples && n) || !n_frames)
+        return err_set(COCHLEA_EINVAL, "cochlea_fbank_compute: NULL argument");
+    size_t T = stft_n_frames(fb->st, n);
+    if (T == 0)
+        return too_short(fb, n);
+    if (T > max_frames || !feats)
+        return err_set(COCHLEA_ERANGE, "fbank: %zu samples give %zu frames but the output holds %zu", n, T,
+                       feats ? max_frames : 0);
+    size_t bad = first_nonfinite(samples, n);
+    if (bad < n)
+        return err_set(COCHLEA_EINVAL, "fbank: sample %zu is %g (not finite)", bad, (double)samples[bad]);
+    for (size_t t = 0; t < T; t++)
+        fbank_frame(fb, fbank_span(fb, samples, 0, n, t), feats + t * (size_t)fb->n_mels);
+    *n_frames = T;
+    return COCHLEA_OK;
+}
+
+void cochlea_fbank_reset(cochlea_fbank *fb)
+{
+    fb->buf_len = 0;
+    fb->buf_first = 0;
+    fb->n_in = 0;
+    fb->t_next = 0;
+    fb->finished = 0;
+}
+
+int cochlea_fbank_push(cochlea_fbank *fb, const float *samples, size_t n)
+{
+    if (!fb || (!samples && n))
+        return err_set(COCHLEA_EINVAL, "cochlea_fbank_push: NULL argument");
+    if (fb->finished)
+        return err_set(COCHLEA_EINVAL, "fbank: samples pushed after finish (reset the stream first)");
+    size_t bad = first_nonfinite(samples, n);
+    if (bad < n)
+        return err_set(COCHLEA_EINVAL, "fbank: stream sample %zu is %g (not finite)", fb->n_in + bad,
+                       (double)samples[bad]);
+    size_t need;
+    if (size_add(fb->buf_len, n, &need) || size_add(fb->n_in, n, &fb->n_in))
+        return err_set(COCHLEA_ERANGE, "fbank: stream length overflows");
+    if (need > fb->buf_cap) {
+        size_t cap = fb->buf_cap ? fb->buf_cap : 4096, bytes;
+        while (cap < need)
+            if (size_mul(cap, 2, &cap))
+                return err_set(COCHLEA_ERANGE, "fbank: stream buffer size overflows");
+        if (size_mul(cap, sizeof(float), &bytes))
+            return err_set(COCHLEA_ERANGE, "fbank: stream buffer size overflows");
+        float *nb = realloc(fb->buf, bytes);
+        if (!nb)
+            return err_set(COCHLEA_ENOMEM, "fbank: out of memory for %zu stream samples", cap);
+        fb->buf = nb;
+        fb->buf_cap = cap;
+    }
+    memcpy(fb->buf + fb->buf_len, samples, n * sizeof(float));
+    fb->buf_len = need;
+    return COCHLEA_OK;
+}
+
+int cochlea_fbank_finish(cochlea_fbank *fb)
+{
+    if (fb->finished)
+        return COCHLEA_OK;
+    if (fb->n_in < stft_min_samples(fb->st))
+        return too_short(fb, fb->n_in);
+    fb->finished = 1;
+    return COCHLEA_OK;
+}
+
+int cochlea_fbank_pull(cochlea_fbank *fb, float *feats, size_t max_frames, size_t *n_frames)
+{
+    if (n_frames)
+        *n_frames = 0;
+    if (!fb || !n_frames || (!feats && max_frames))
+        return err_set(COCHLEA_EINVAL, "cochlea_fbank_pull: NULL argument");
+    const size_t min_n = stft_min_samples(fb->st);
+    if (fb->n_in < min_n)
+        return COCHLEA_OK;
+    const size_t total = stft_n_frames(fb->st, fb->n_in); /* final count once finished */
+    size_t done = 0;
+    while (done < max_frames && fb->t_next < total) {
+        size_t t = fb->t_next;
+        if (!fb->finished && stft_frame_start(fb->st, t) + fb->win_length > (long long)fb->n_in)
+            break; /* needs samples not pushed yet (or the end of the stream) */
+        fbank_frame(fb, fbank_span(fb, fb->buf, fb->buf_first, fb->n_in, t), feats + done * (size_t)fb->n_mels);
+        fb->t_next++;
+        done++;
+    }
+    /* Drop samples no later frame reads: keep from the next frame's start, and always the last
+     * n_fft/2 + 1 samples, which the reflection at the end of the stream mirrors. */
+    long long keep = stft_frame_start(fb->st, fb->t_next);
+    long long tail = (long long)fb->n_in - (long long)min_n;
+    if (tail < keep)
+        keep = tail;
+    if (keep > (long long)fb->buf_first) {
+        size_t drop = (size_t)keep - fb->buf_first;
+        memmove(fb->buf, fb->buf + drop, (fb->buf_len - drop) * sizeof(float));
+        fb->buf_len -= drop;
+        fb->buf_first += drop;
+    }
+    *n_frames = done;
+    return COCHLEA_OK;
+}
+
+/* ---- model files -------------------------------------------------------------------------- */
+
+/* An F32 tensor `name` of ggml shape [ne0] or [ne0, ne1] (ne1 = 0: one dimension), or NULL when
+ * absent; *rc receives an error when it is present with another type or shape. */
+static const float *gguf_f32(const gguf_file *f, const char *name, int64_t ne0, int64_t ne1, int *rc)
+{
+    *rc = COCHLEA_OK;
+    if (gguf_find_tensor(f, name) < 0)
+        return NULL;
+    const tensor *t;
+    const int64_t ne[2] = {ne0, ne1};
+    *rc = gguf_expect_tensor(f, name, ne1 ? 2 : 1, ne, &t);
+    if (*rc)
+        return NULL;
+    if (t->type != COCHLEA_TYPE_F32) {
+        *rc = err_set(COCHLEA_EFORMAT, "%s: tensor '%s' has type %s, the frontend needs f32", gguf_label(f), name,
+                      type_name(t->type) ? type_name(t->type) : "?");
+        return NULL;
+    }
+    return (const float *)t->data;
+}
+
+int fbank_params_from_gguf(const gguf_file *f, cochlea_fbank_params *p)
+{
+    *p = cochlea_fbank_default_params();
+    const char *arch;
+    int rc = gguf_get_str(f, "general.architecture", &arch, NULL);
+    if (rc)
+        return rc;
+    static const char *const names[5] = {"sample_rate", "n_fft", "win_length", "hop_length", "n_mels"};
+    int *dst[5] = {&p->sample_rate, &p->n_fft, &p->win_length, &p->hop_length, &p->n_mels};
+    char key[256];
+    for (int i = 0; i < 5; i++) {
+        int64_t v;
+        snprintf(key, sizeof key, "%s.%s", arch, names[i]);
+        rc = gguf_get_int(f, key, 1, 1 << 20, &v);
+        if (rc)
+            return rc;
+        *dst[i] = (int)v;
+    }
+    double v;
+    snprintf(key, sizeof key, "%s.fmin", arch);
+    if (gguf_has_key(f, key)) {
+        if ((rc = gguf_get_float(f, key, &v)))
+            return rc;
+        p->fmin = (float)v;
+    }
+    snprintf(key, sizeof key, "%s.fmax", arch);
+    if (gguf_has_key(f, key)) {
+        if ((rc = gguf_get_float(f, key, &v)))
+            return rc;
+        p->fmax = (float)v;
+    }
+    p->melmat = gguf_f32(f, "frontend.logmel.melmat", p->n_mels, p->n_fft / 2 + 1, &rc);
+    if (rc)
+        return rc;
+    p->mvn_mean = gguf_f32(f, "normalize.mean", p->n_mels, 0, &rc);
+    if (rc)
+        return rc;
+    p->mvn_std = gguf_f32(f, "normalize.std", p->n_mels, 0, &rc);
+    if (rc)
+        return rc;
+    if ((p->mvn_mean == NULL) != (p->mvn_std == NULL))
+        return err_set(COCHLEA_EFORMAT, "%s: has only one of the tensors normalize.mean and normalize.std",
+                       gguf_label(f));
+    return COCHLEA_OK;
+}
+
+/* ---- .npz / .npy reading --------------------------------------------------------------------- */
+
+static uint32_t rd16(const unsigned char *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
+static uint32_t rd32(const unsigned char *p) { return rd16(p) | rd16(p + 2) << 16; }
+static uint64_t rd64(const unsigned char *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
+
+/* CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320) as zip stores it. */
+static uint32_t crc32_ieee(const unsigned char *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int b = 0; b < 8; b++)
+            c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+    }
+    return c ^ 0xFFFFFFFFu;
+}
+
+int npz_find(const unsigned char *buf, size_t size, const char *label, const char *name,
+             const unsigned char **data, size_t *len)
+{
+    /* End of central directory: 22 bytes plus a comment of up to 65535 bytes at the end. */
+    if (size < 22)
+        return err_set(COCHLEA_EFORMAT, "%s: not a zip archive (%zu bytes; .npz files are zip archives)", label, size);
+    size_t eocd = SIZE_MAX;
+    size_t lowest = size - 22 > 65535 ? size - 22 - 65535 : 0;
+    for (size_t i = size - 22 + 1; i-- > lowest;)
+        if (rd32(buf + i) == 0x06054b50u && i + 22 + rd16(buf + i + 20) == size) {
+            eocd = i;
+            break;
+        }
+    if (eocd == SIZE_MAX)
+        return err_set(COCHLEA_EFORMAT, "%s: not a zip archive (no end-of-central-directory record)", label);
+    uint64_t n_entries = rd16(buf + eocd + 10), cd_size = rd32(buf + eocd + 12), cd_off = rd32(buf + eocd + 16);
+    if (rd16(buf + eocd + 4) != 0 || rd16(buf + eocd + 6) != 0)
+        return err_set(COCHLEA_EUNSUPPORTED, "%s: multi-volume zip archives are not supported", label);
+    if (n_entries == 0xFFFF || cd_size == 0xFFFFFFFFu || cd_off == 0xFFFFFFFFu) {
+        /* zip64: the locator sits just before the classic record */
+        if (eocd < 20 || rd32(buf + eocd - 20) != 0x07064b50u)
+            return err_set(COCHLEA_EFORMAT, "%s: zip64 fields without a zip64 locator", label);
+        uint64_t z = rd64(buf + eocd - 20 + 8);
+        if (z > size || size - z < 56 || rd32(buf + z) != 0x06064b50u)
+            return err_set(COCHLEA_EFORMAT, "%s: bad zip64 end-of-central-directory offset %llu", label,
+                           (unsigned long long)z);
+        n_entries = rd64(buf + z + 32);
+        cd_size = rd64(buf + z + 40);
+        cd_off = rd64(buf + z + 48);
+    }
+    if (cd_off > size || cd_size > size - cd_off)
+        return err_set(COCHLEA_EFORMAT, "%s: central directory (offset %llu, size %llu) lies outside the %zu-byte file",
+                       label, (unsigned long long)cd_off, (unsigned long long)cd_size, size);
+    const unsigned char *p = buf + cd_off, *end = buf + cd_off + cd_size;
+    const size_t name_len = strlen(name);
+    for (uint64_t e = 0; e < n_entries; e++) {
+        if (end - p < 46 || rd32(p) != 0x02014b50u)
+            return err_set(COCHLEA_EFORMAT, "%s: central directory entry %llu is damaged", label, (unsigned long long)e);
+        uint32_t flags = rd16(p + 8), method = rd16(p + 10), crc = rd32(p + 16);
+        uint64_t csize = rd32(p + 20), usize = rd32(p + 24), off = rd32(p + 42);
+        size_t nlen = rd16(p + 28), xlen = rd16(p + 30), clen = rd16(p + 32);
+        if ((size_t)(end - p) < 46 + nlen + xlen + clen)
+            return err_set(COCHLEA_EFORMAT, "%s: central directory entry %llu overruns the directory", label,
+                           (unsigned long long)e);
+        const unsigned char *ename = p + 46, *x = p + 46 + nlen, *xend = x + xlen;
+        /* zip64 extended information: the 32-bit fields that are all ones, in this order */
+        while (xend - x >= 4) {
+            uint32_t id = rd16(x), sz = rd16(x + 2);
+            if ((size_t)(xend - x - 4) < sz)
+                return err_set(COCHLEA_EFORMAT, "%s: extra field of entry %llu overruns it", label,
+                               (unsigned long long)e);
+            if (id == 0x0001) {
+                const unsigned char *q = x + 4, *qend = x + 4 + sz;
+                uint64_t *fields[3] = {&usize, &csize, &off};
+                for (int f = 0; f < 3; f++) {
+                    if (*fields[f] != 0xFFFFFFFFu)
+                        continue;
+                    if (qend - q < 8)
+                        return err_set(COCHLEA_EFORMAT, "%s: zip64 extra field of entry %llu is short", label,
+                                       (unsigned long long)e);
+                    *fields[f] = rd64(q);
+                    q += 8;
+                }
+            }
+            x += 4 + sz;
+        }
+        p += 46 + nlen + xlen + clen;
+        if (nlen != name_len || memcmp(ename, name, nlen) != 0)
+            continue;
+        if (flags & 1u)
+            return err_set(COCHLEA_EUNSUPPORTED, "%s: member '%s' is encrypted", label, name);
+        if (method != 0)
+            return err_set(COCHLEA_EUNSUPPORTED,
+                           "%s: member '%s' is compressed (method %u); only stored members are read (np.savez, "
+                           "not np.savez_compressed)",
+                           label, name, method);
+        if (csize != usize)
+            return err_set(COCHLEA_EFORMAT, "%s: stored member '%s' has sizes %llu and %llu", label, name,
+                           (unsigned long long)csize, (unsigned long long)usize);
+        if (off > size || size - off < 30 || rd32(buf + off) != 0x04034b50u)
+            return err_set(COCHLEA_EFORMAT, "%s: local header of '%s' (offset %llu) is missing or damaged", label,
+                           name, (unsigned long long)off);
+        uint64_t start = off + 30 + rd16(buf + off + 26) + rd16(buf + off + 28);
+        if (start > size || size - start < csize)
+            return err_set(COCHLEA_EFORMAT, "%s: member '%s' (%llu bytes at offset %llu) runs past the end of the "
+                           "%zu-byte file", label, name, (unsigned long long)csize, (unsigned long long)start, size);
+        uint32_t got = crc32_ieee(buf + start, (size_t)csize);
+        if (got != crc)
+            return err_set(COCHLEA_EFORMAT, "%s: member '%s' fails its CRC-32 check (stored %08x, computed %08x)",
+                           label, name, crc, got);
+        *data = buf + start;
+        *len = (size_t)csize;
+        return COCHLEA_OK;
+    }
+    return err_set(COCHLEA_EFORMAT, "%s: no member '%s' in the archive", label, name);
+}
+
+/* Value text that follows 'key': in a .npy header dict, or NULL. */
+static const char *npy_key(const char *hdr, const char *key)
+{
+    const char *p = strstr(hdr, key);
+    if (!p)
+        return NULL;
+    p += strlen(key);
+    while (*p == ' ')
+        p++;
+    if (*p != ':')
+        return NULL;
+    p++;
+    while (*p == ' ')
+        p++;
+    return p;
+}
+
+int npy_parse(const unsigned char *buf, size_t len, const char *label, npy_array *out)
+{
+    memset(out, 0, sizeof *out);
+    if (len < 10 || memcmp(buf, "\x93NUMPY", 6) != 0)
+        return err_set(COCHLEA_EFORMAT, "%s: not a .npy array (bad magic)", label);
+    unsigned major = buf[6];
+    size_t hlen, hstart;
+    if (major == 1) {
+        hlen = rd16(buf + 8);
+        hstart = 10;
+    } else if (major == 2 || major == 3) {
+        if (len < 12)
+            return err_set(COCHLEA_EFORMAT, "%s: truncated .npy header", label);
+        hlen = rd32(buf + 8);
+        hstart = 12;
+    } else {
+        return err_set(COCHLEA_EUNSUPPORTED, "%s: .npy format version %u is not supported", label, major);
+    }
+    if (hlen > len - hstart || hlen > (1u << 20))
+        return err_set(COCHLEA_EFORMAT, "%s: .npy header of %zu bytes runs past the end (%zu bytes)", label, hlen, len);
+    char *hdr = malloc(hlen + 1);
+    if (!hdr)
+        return err_set(COCHLEA_ENOMEM, "%s: out of memory", label);
+    memcpy(hdr, buf + hstart, hlen);
+    hdr[hlen] = '\0';
+    int rc = COCHLEA_OK;
+    const char *d = npy_key(hdr, "'descr'"), *fo = npy_key(hdr, "'fortran_order'"), *sh = npy_key(hdr, "'shape'");
+    if (!d || !fo || !sh || strlen(hdr) != hlen) {
+        rc = err_set(COCHLEA_EFORMAT, "%s: .npy header lacks descr, fortran_order or shape", label);
+        goto done;
+    }
+    if (strncmp(d, "'<f4'", 5) == 0 || strncmp(d, "'<f8'", 5) == 0 || strncmp(d, "'<i4'", 5) == 0 ||
+        strncmp(d, "'<i8'", 5) == 0) {
+        out->kind = d[2];
+        out->itemsize = d[3] - '0';
+    } else {
+        const char *q = strchr(d + 1, '\'');
+        int n = q ? (int)(q - d - 1) : 0;
+        rc = err_set(COCHLEA_EUNSUPPORTED, "%s: dtype '%.*s' is not supported (little-endian f4, f8, i4, i8 only)",
+                     label, n > 16 ? 16 : n, d + 1);
+        goto done;
+    }
+    int fortran = strncmp(fo, "True", 4) == 0;
+    if (!fortran && strncmp(fo, "False", 5) != 0) {
+        rc = err_set(COCHLEA_EFORMAT, "%s: bad fortran_order in .npy header", label);
+        goto done;
+    }
+    if (*sh != '(') {
+        rc = err_set(COCHLEA_EFORMAT, "%s: bad shape in .npy header", label);
+        goto done;
+    }
+    sh++;
+    out->count = 1;
+    for (;;) {
+        while (*sh == ' ')
+            sh++;
+        if (*sh == ')')
+            break;
+        if (*sh < '0' || *sh > '9' || out->ndim == 4) {
+            rc = err_set(COCHLEA_EFORMAT, "%s: bad or too many dimensions in .npy shape", label);
+            goto done;
+        }
+        char *e;
+        errno = 0;
+        unsigned long long v = strtoull(sh, &e, 10);
+        if (errno || v > SIZE_MAX || size_mul(out->count, (size_t)v, &out->count)) {
+            rc = err_set(COCHLEA_ERANGE, "%s: .npy shape is too large", label);
+            goto done;
+        }
+        out->shape[out->ndim++] = (size_t)v;
+        sh = e;
+        while (*sh == ' ')
+            sh++;
+        if (*sh == ',')
+            sh++;
+        else if (*sh != ')') {
+            rc = err_set(COCHLEA_EFORMAT, "%s: bad .npy shape", label);
+            goto done;
+        }
+    }
+    if (fortran && out->ndim > 1) {
+        rc = err_set(COCHLEA_EUNSUPPORTED, "%s: Fortran-order arrays of %d dimensions are not supported", label,
+                     out->ndim);
+        goto done;
+    }
+    size_t bytes;
+    if (size_mul(out->count, (size_t)out->itemsize, &bytes) || bytes != len - hstart - hlen) {
+        rc = err_set(COCHLEA_EFORMAT, "%s: .npy data is %zu bytes but its shape needs %zu", label, len - hstart - hlen,
+                     out->count * (size_t)out->itemsize);
+        goto done;
+    }
+    out->data = buf + hstart + hlen;
+done:
+    free(hdr);
+    return rc;
+}
+
+double npy_get(const npy_array *a, size_t i)
+{
+    const unsigned char *p = a->data + i * (size_t)a->itemsize;
+    if (a->kind == 'f') {
+        if (a->itemsize == 4) {
+            uint32_t u = rd32(p);
+            float f;
+            memcpy(&f, &u, 4);
+            return f;
+        }
+        uint64_t u = rd64(p);
+        double v;
+        memcpy(&v, &u, 8);
+        return v;
+    }
+    if (a->itemsize == 4)
+        return (double)(int32_t)rd32(p);
+    return (double)(int64_t)rd64(p);
+}
+
+int fbank_stats_parse(const unsigned char *buf, size_t size, const char *label, float *mean, float *std,
+                      int max_mels, int *n_mels)
+{
+    static const char *const names[3] = {"count.npy", "sum.npy", "sum_square.npy"};
+    npy_array a[3];
+    char what[512];
+    for (int i = 0; i < 3; i++) {
+        const unsigned char *data;
+        size_t len;
+        int rc = npz_find(buf, size, label, names[i], &data, &len);
+        if (rc)
+            return rc;
+        snprintf(what, sizeof what, "%s: %s", label, names[i]);
+        rc = npy_parse(data, len, what, &a[i]);
+        if (rc)
+            return rc;
+    }
+    if (a[0].count != 1 || a[0].ndim > 1)
+        return err_set(COCHLEA_EFORMAT, "%s: 'count' should be a scalar, it has %zu values", label, a[0].count);
+    double count = npy_get(&a[0], 0);
+    if (!(count > 0) || !isfinite(count))
+        return err_set(COCHLEA_EFORMAT, "%s: frame count is %g (must be positive)", label, count);
+    if (a[1].ndim != 1 || a[2].ndim != 1 || a[1].shape[0] != a[2].shape[0] || a[1].shape[0] == 0)
+        return err_set(COCHLEA_EFORMAT, "%s: 'sum' and 'sum_square' should be vectors of the same length (%zu, %zu)",
+                       label, a[1].count, a[2].count);
+    size_t d = a[1].shape[0];
+    if (d > (size_t)max_mels)
+        return err_set(COCHLEA_ERANGE, "%s: statistics have %zu dimensions, the output holds %d", label, d, max_mels);
+    for (size_t i = 0; i < d; i++) {
+        double m = npy_get(&a[1], i) / count;
+        double var = npy_get(&a[2], i) / count - m * m;
+        double s = sqrt(var > 1e-20 ? var : 1e-20);
+        if (!isfinite(m) || !isfinite(s))
+            return err_set(COCHLEA_EFORMAT, "%s: dimension %zu gives mean %g, std %g (not finite)", label, i, m, s);
+        mean[i] = (float)m;
+        std[i] = (float)s;
+    }
+    *n_mels = (int)d;
+    return COCHLEA_OK;
+}
+
+int cochlea_mvn_stats_load(const char *path, float *mean, float *std, int max_mels, int *n_mels)
+{
+    if (!path || !mean || !std || !n_mels || max_mels < 1)
+        return err_set(COCHLEA_EINVAL, "cochlea_mvn_stats_load: bad argument");
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return err_set(COCHLEA_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return err_set(COCHLEA_EIO, "%s: not a regular file", path);
+    }
+    if (st.st_size > (64 << 20)) {
+        fclose(f);
+        return err_set(COCHLEA_EFORMAT, "%s: %lld bytes is too large for a statistics file", path,
+                       (long long)st.st_size);
+    }
+    size_t size = (size_t)st.st_size;
+    unsigned char *buf = malloc(size ? size : 1);
+    if (!buf) {
+        fclose(f);
+        return err_set(COCHLEA_ENOMEM, "%s: out of memory", path);
+    }
+    size_t got = fread(buf, 1, size, f);
+    int io_err = ferror(f);
+    fclose(f);
+    int rc;
+    if (got != size || io_err)
+        rc = err_set(COCHLEA_EIO, "%s: read error", path);
+    else
+        rc = fbank_stats_parse(buf, size, path, mean, std, max_mels, n_mels);
+    free(buf);
+    return rc;
+}
