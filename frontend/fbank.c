@@ -403,8 +403,10 @@ int cochlea_fbank_push(cochlea_fbank *fb, const float *samples, size_t n)
     if (bad < n)
         return err_set(COCHLEA_EINVAL, "fbank: stream sample %zu is %g (not finite)", fb->n_in + bad,
                        (double)samples[bad]);
-    size_t need;
-    if (size_add(fb->buf_len, n, &need) || size_add(fb->n_in, n, &fb->n_in))
+    if (n == 0)
+        return COCHLEA_OK;
+    size_t need, n_in;
+    if (size_add(fb->buf_len, n, &need) || size_add(fb->n_in, n, &n_in))
         return err_set(COCHLEA_ERANGE, "fbank: stream length overflows");
     if (need > fb->buf_cap) {
         size_t cap = fb->buf_cap ? fb->buf_cap : 4096, bytes;
@@ -421,6 +423,7 @@ int cochlea_fbank_push(cochlea_fbank *fb, const float *samples, size_t n)
     }
     memcpy(fb->buf + fb->buf_len, samples, n * sizeof(float));
     fb->buf_len = need;
+    fb->n_in = n_in;
     return COCHLEA_OK;
 }
 
@@ -471,40 +474,44 @@ int cochlea_fbank_pull(cochlea_fbank *fb, float *feats, size_t max_frames, size_
 
 /* ---- model files -------------------------------------------------------------------------- */
 
-/* An F32 tensor `name` of ggml shape [ne0] or [ne0, ne1] (ne1 = 0: one dimension), or NULL when
- * absent; *rc receives an error when it is present with another type or shape. */
-static const float *gguf_f32(const gguf_file *f, const char *name, int64_t ne0, int64_t ne1, int *rc)
+/* Copy tensor `name` (ggml shape [ne0] or [ne0, ne1]; ne1 = 0: one dimension; any numeric
+ * type) into dst as float; *found = 0 when the file has no such tensor. */
+static int gguf_tensor_f32(const gguf_file *f, const char *name, int64_t ne0, int64_t ne1, float *dst, int *found)
 {
-    *rc = COCHLEA_OK;
+    *found = 0;
     if (gguf_find_tensor(f, name) < 0)
-        return NULL;
+        return COCHLEA_OK;
     const tensor *t;
     const int64_t ne[2] = {ne0, ne1};
-    *rc = gguf_expect_tensor(f, name, ne1 ? 2 : 1, ne, &t);
-    if (*rc)
-        return NULL;
-    if (t->type != COCHLEA_TYPE_F32) {
-        *rc = err_set(COCHLEA_EFORMAT, "%s: tensor '%s' has type %s, the frontend needs f32", gguf_label(f), name,
-                      type_name(t->type) ? type_name(t->type) : "?");
-        return NULL;
-    }
-    return (const float *)t->data;
+    int rc = gguf_expect_tensor(f, name, ne1 ? 2 : 1, ne, &t);
+    if (rc)
+        return rc;
+    for (int64_t r = 0; r < (ne1 ? ne1 : 1); r++)
+        tensor_row_to_f32(t, r, dst + r * ne0);
+    for (int64_t i = 0; i < ne0 * (ne1 ? ne1 : 1); i++)
+        if (!isfinite(dst[i]))
+            return err_set(COCHLEA_EFORMAT, "%s: tensor '%s' holds %g at element %lld", gguf_label(f), name,
+                           (double)dst[i], (long long)i);
+    *found = 1;
+    return COCHLEA_OK;
 }
 
-int fbank_params_from_gguf(const gguf_file *f, cochlea_fbank_params *p)
+int fbank_params_from_gguf(const gguf_file *f, cochlea_fbank_params *p, float **storage)
 {
+    *storage = NULL;
     *p = cochlea_fbank_default_params();
     const char *arch;
     int rc = gguf_get_str(f, "general.architecture", &arch, NULL);
     if (rc)
         return rc;
     static const char *const names[5] = {"sample_rate", "n_fft", "win_length", "hop_length", "n_mels"};
+    static const int64_t hi[5] = {768000, 65536, 65536, 65536, FBANK_MAX_MELS};
     int *dst[5] = {&p->sample_rate, &p->n_fft, &p->win_length, &p->hop_length, &p->n_mels};
     char key[256];
     for (int i = 0; i < 5; i++) {
         int64_t v;
         snprintf(key, sizeof key, "%s.%s", arch, names[i]);
-        rc = gguf_get_int(f, key, 1, 1 << 20, &v);
+        rc = gguf_get_int(f, key, 1, hi[i], &v);
         if (rc)
             return rc;
         *dst[i] = (int)v;
@@ -522,18 +529,27 @@ int fbank_params_from_gguf(const gguf_file *f, cochlea_fbank_params *p)
             return rc;
         p->fmax = (float)v;
     }
-    p->melmat = gguf_f32(f, "frontend.logmel.melmat", p->n_mels, p->n_fft / 2 + 1, &rc);
-    if (rc)
+    const size_t nm = (size_t)p->n_mels, nb = (size_t)(p->n_fft / 2 + 1);
+    float *buf = malloc((nb * nm + 2 * nm) * sizeof(float));
+    if (!buf)
+        return err_set(COCHLEA_ENOMEM, "%s: out of memory", gguf_label(f));
+    float *mat = buf, *mean = buf + nb * nm, *std = mean + nm;
+    int has_mat, has_mean, has_std;
+    if ((rc = gguf_tensor_f32(f, "frontend.logmel.melmat", (int64_t)nm, (int64_t)nb, mat, &has_mat)) ||
+        (rc = gguf_tensor_f32(f, "normalize.mean", (int64_t)nm, 0, mean, &has_mean)) ||
+        (rc = gguf_tensor_f32(f, "normalize.std", (int64_t)nm, 0, std, &has_std))) {
+        free(buf);
         return rc;
-    p->mvn_mean = gguf_f32(f, "normalize.mean", p->n_mels, 0, &rc);
-    if (rc)
-        return rc;
-    p->mvn_std = gguf_f32(f, "normalize.std", p->n_mels, 0, &rc);
-    if (rc)
-        return rc;
-    if ((p->mvn_mean == NULL) != (p->mvn_std == NULL))
+    }
+    if (has_mean != has_std) {
+        free(buf);
         return err_set(COCHLEA_EFORMAT, "%s: has only one of the tensors normalize.mean and normalize.std",
                        gguf_label(f));
+    }
+    p->melmat = has_mat ? mat : NULL;
+    p->mvn_mean = has_mean ? mean : NULL;
+    p->mvn_std = has_std ? std : NULL;
+    *storage = buf;
     return COCHLEA_OK;
 }
 

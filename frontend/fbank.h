@@ -45,10 +45,12 @@ int npz_find(const unsigned char *buf, size_t size, const char *label, const cha
 struct gguf_file;
 
 /* Fill *p from a model file: <arch>.sample_rate, n_fft, win_length, hop_length, n_mels (and fmin,
- * fmax when present), the F32 tensor frontend.logmel.melmat of ggml shape [n_mels, n_fft/2 + 1]
- * when present, and normalize.mean / normalize.std [n_mels] when present (else no MVN). The
- * pointers stored in *p point into f and stay valid while f is open. */
-int fbank_params_from_gguf(const struct gguf_file *f, cochlea_fbank_params *p);
+ * fmax when present), the tensor frontend.logmel.melmat of ggml shape [n_mels, n_fft/2 + 1] when
+ * present (else the Slaney filterbank is used), and normalize.mean / normalize.std [n_mels] when
+ * present (else no MVN). The tensors may have any numeric type; they are converted to float into
+ * *storage (malloc'ed, freed by the caller with free() once the fbank is created; NULL on error),
+ * which the pointers in *p point into. */
+int fbank_params_from_gguf(const struct gguf_file *f, cochlea_fbank_params *p, float **storage);
 
 /* GlobalMVN statistics from the bytes of a feats_stats.npz (see cochlea_mvn_stats_load). */
 int fbank_stats_parse(const unsigned char *buf, size_t size, const char *label, float *mean, float *std,

@@ -208,8 +208,9 @@ COCHLEA_API int cochlea_fbank_pull(cochlea_fbank *fb, float *feats, size_t max_f
 
 /* Read ESPnet's feats_stats.npz (count, sum, sum_square) and derive GlobalMVN's
  * mean = sum / count and std = sqrt(max(sum_square / count - mean^2, 1e-20)) into mean[] and
- * std[], which hold max_mels values; *n_mels receives the statistics' dimension. */
-COCHLEA_API int cochlea_mvn_stats_load(const char *npz_path, float *mean, float *std, int max_mels, int *n_mels);
+ * stddev[], which hold max_mels values; *n_mels receives the statistics' dimension. */
+COCHLEA_API int cochlea_mvn_stats_load(const char *npz_path, float *mean, float *stddev, int max_mels,
+                                       int *n_mels);
 
 /* ==== end of audio ======================================================================== */
 

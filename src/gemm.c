@@ -206,13 +206,19 @@ static int check_linear(const float *x, int64_t M, int64_t ldx, const tensor *W,
 
 /* ---- fingerprint ----------------------------------------------------------------------- */
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+/* Mix n bytes into h, 8 at a time (a multiply-xorshift step per word; the tail byte-wise). */
+static uint64_t mix_bytes(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 0x100000001b3ull;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, b + i, 8);
+        h = (h ^ v) * 0x9e3779b97f4a7c15ull;
+        h ^= h >> 29;
     }
+    for (; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
     return h;
 }
 
@@ -220,7 +226,7 @@ uint64_t gemm_weight_fingerprint(const tensor *W)
 {
     uint64_t h = 0xcbf29ce484222325ull;
     int64_t hdr[4] = {(int64_t)W->type, W->ne[0], W->ne[1], (int64_t)W->nb[1]};
-    h = fnv1a(h, hdr, sizeof hdr);
+    h = mix_bytes(h, hdr, sizeof hdr);
     size_t row = 0;
     type_row_size(W->type, W->ne[0], &row);
     size_t chunk = row < 16 ? row : 16;
@@ -228,8 +234,8 @@ uint64_t gemm_weight_fingerprint(const tensor *W)
     for (int64_t i = 0; i < nr; i++) {
         int64_t r = nr > 1 ? i * (N - 1) / (nr - 1) : 0;
         const char *p = (const char *)W->data + (size_t)r * W->nb[1];
-        h = fnv1a(h, p, chunk);
-        h = fnv1a(h, p + row - chunk, chunk);
+        h = mix_bytes(h, p, chunk);
+        h = mix_bytes(h, p + row - chunk, chunk);
     }
     return h;
 }
@@ -447,67 +453,167 @@ void gemm_weight_rows_bf16(const tensor *W, int64_t r0, int64_t nr, uint16_t *ou
     }
 }
 
-void gemm_rows_to_bf16(const float *x, int64_t M, int64_t K, int64_t ldx, uint16_t *out)
+/* ---- parallel activation kernels ------------------------------------------------------ */
+
+#ifdef HAVE_GOMP
+void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, unsigned flags);
+int omp_get_thread_num(void);
+int omp_get_num_threads(void);
+
+struct omp_wrap {
+    void (*fn)(void *, int, int);
+    void *arg;
+};
+
+static void omp_trampoline(void *p)
 {
-    int kind = bf16_kind();
-    if (ldx == K) {
-        cvt_bf16(x, out, (size_t)M * (size_t)K, kind);
+    struct omp_wrap *w = p;
+    w->fn(w->arg, omp_get_thread_num(), omp_get_num_threads());
+}
+#endif
+
+void gemm_parallel(cochlea_ctx *ctx, int omp, int64_t work, void (*fn)(void *arg, int ith, int nth), void *arg)
+{
+    int64_t cap = work / GEMM_GRAIN;
+    int nth = ctx->n_threads < cap ? ctx->n_threads : (int)cap;
+    if (nth <= 1) {
+        fn(arg, 0, 1);
         return;
     }
-    for (int64_t i = 0; i < M; i++)
-        cvt_bf16(x + (size_t)i * (size_t)ldx, out + (size_t)i * (size_t)K, (size_t)K, kind);
+#ifdef HAVE_GOMP
+    if (omp) {
+        /* libgomp's entry point for `#pragma omp parallel num_threads(nth)` */
+        struct omp_wrap w = {fn, arg};
+        GOMP_parallel(omp_trampoline, &w, (unsigned)nth, 0);
+        return;
+    }
+#else
+    (void)omp;
+#endif
+    if (ctx->pool)
+        pool_run(ctx->pool, fn, arg);
+    else
+        fn(arg, 0, 1);
 }
 
-int gemm_rows_minmax(const float *x, int64_t M, int64_t K, int64_t ldx, float *mn, float *mx)
+enum { OP_BF16, OP_MINMAX, OP_U8 };
+
+/* One pass over an [M, K] block with row stride ldx; a dense block (ldx == K) is one long row so
+ * that few-row blocks still split across threads. */
+struct act_task {
+    int op, kind;
+    const float *x;
+    int64_t rows, cols, ldx;
+    void *out;
+    float inv;
+    int32_t zp;
+    float mn[1024], mx[1024];
+    int ok[1024];
+};
+
+static void act_piece(struct act_task *t, int ith, const float *x, size_t n, size_t out_off)
 {
+    switch (t->op) {
+    case OP_BF16: cvt_bf16(x, (uint16_t *)t->out + out_off, n, t->kind); break;
+    case OP_U8:
+#ifdef GEMM_X86
+        if (t->kind) {
+            to_u8_avx512(x, n, t->inv, t->zp, (uint8_t *)t->out + out_off);
+            break;
+        }
+#endif
+        for (size_t k = 0; k < n; k++) {
+            float q = nearbyintf(x[k] * t->inv) + (float)t->zp;
+            ((uint8_t *)t->out)[out_off + k] = (uint8_t)(q < 0.0f ? 0.0f : q > 255.0f ? 255.0f : q);
+        }
+        break;
+    case OP_MINMAX:
+#ifdef GEMM_X86
+        if (t->kind) {
+            t->ok[ith] &= minmax_avx512(x, n, &t->mn[ith], &t->mx[ith]);
+            break;
+        }
+#endif
+        for (size_t k = 0; k < n; k++) {
+            float v = x[k];
+            if (!isfinite(v))
+                t->ok[ith] = 0;
+            if (v < t->mn[ith])
+                t->mn[ith] = v;
+            if (v > t->mx[ith])
+                t->mx[ith] = v;
+        }
+        break;
+    }
+}
+
+static void act_run(void *arg, int ith, int nth)
+{
+    struct act_task *t = arg;
+    int64_t b, e;
+    if (t->rows == 1) {
+        /* split one long row in pieces of whole 64-element chunks */
+        int64_t chunks = (t->cols + 63) / 64;
+        pool_split(chunks, ith, nth, &b, &e);
+        b *= 64;
+        e = e * 64 < t->cols ? e * 64 : t->cols;
+        if (e > b)
+            act_piece(t, ith, t->x + b, (size_t)(e - b), (size_t)b);
+        return;
+    }
+    pool_split(t->rows, ith, nth, &b, &e);
+    for (int64_t i = b; i < e; i++)
+        act_piece(t, ith, t->x + (size_t)i * (size_t)t->ldx, (size_t)t->cols, (size_t)i * (size_t)t->cols);
+}
+
+static void act_init(struct act_task *t, int op, const float *x, int64_t M, int64_t K, int64_t ldx, void *out)
+{
+    t->op = op;
+    t->x = x;
+    t->out = out;
+    t->rows = ldx == K ? 1 : M;
+    t->cols = ldx == K ? M * K : K;
+    t->ldx = ldx;
+    t->kind = op == OP_BF16 ? bf16_kind() : HAS_AVX512();
+}
+
+void gemm_rows_to_bf16(cochlea_ctx *ctx, int omp, const float *x, int64_t M, int64_t K, int64_t ldx, uint16_t *out)
+{
+    struct act_task t;
+    act_init(&t, OP_BF16, x, M, K, ldx, out);
+    gemm_parallel(ctx, omp, M * K, act_run, &t);
+}
+
+int gemm_rows_minmax(cochlea_ctx *ctx, int omp, const float *x, int64_t M, int64_t K, int64_t ldx, float *mn,
+                     float *mx)
+{
+    struct act_task t;
+    act_init(&t, OP_MINMAX, x, M, K, ldx, NULL);
+    for (int i = 0; i < 1024; i++) {
+        t.mn[i] = INFINITY;
+        t.mx[i] = -INFINITY;
+        t.ok[i] = 1;
+    }
+    gemm_parallel(ctx, omp, M * K, act_run, &t);
     int ok = 1;
     *mn = INFINITY;
     *mx = -INFINITY;
-#ifdef GEMM_X86
-    if (HAS_AVX512()) {
-        if (ldx == K)
-            return minmax_avx512(x, (size_t)M * (size_t)K, mn, mx);
-        for (int64_t i = 0; i < M; i++)
-            ok &= minmax_avx512(x + (size_t)i * (size_t)ldx, (size_t)K, mn, mx);
-        return ok;
-    }
-#endif
-    for (int64_t i = 0; i < M; i++) {
-        const float *r = x + (size_t)i * (size_t)ldx;
-        for (int64_t k = 0; k < K; k++) {
-            float v = r[k];
-            if (!isfinite(v))
-                ok = 0;
-            if (v < *mn)
-                *mn = v;
-            if (v > *mx)
-                *mx = v;
-        }
+    for (int i = 0; i < 1024; i++) {
+        ok &= t.ok[i];
+        *mn = t.mn[i] < *mn ? t.mn[i] : *mn;
+        *mx = t.mx[i] > *mx ? t.mx[i] : *mx;
     }
     return ok;
 }
 
-void gemm_rows_to_u8(const float *x, int64_t M, int64_t K, int64_t ldx, float inv_scale, int32_t zp, uint8_t *out)
+void gemm_rows_to_u8(cochlea_ctx *ctx, int omp, const float *x, int64_t M, int64_t K, int64_t ldx, float inv_scale,
+                     int32_t zp, uint8_t *out)
 {
-#ifdef GEMM_X86
-    if (HAS_AVX512()) {
-        if (ldx == K) {
-            to_u8_avx512(x, (size_t)M * (size_t)K, inv_scale, zp, out);
-            return;
-        }
-        for (int64_t i = 0; i < M; i++)
-            to_u8_avx512(x + (size_t)i * (size_t)ldx, (size_t)K, inv_scale, zp, out + (size_t)i * (size_t)K);
-        return;
-    }
-#endif
-    for (int64_t i = 0; i < M; i++) {
-        const float *r = x + (size_t)i * (size_t)ldx;
-        uint8_t *o = out + (size_t)i * (size_t)K;
-        for (int64_t k = 0; k < K; k++) {
-            float q = nearbyintf(r[k] * inv_scale) + (float)zp;
-            o[k] = (uint8_t)(q < 0.0f ? 0.0f : q > 255.0f ? 255.0f : q);
-        }
-    }
+    struct act_task t;
+    act_init(&t, OP_U8, x, M, K, ldx, out);
+    t.inv = inv_scale;
+    t.zp = zp;
+    gemm_parallel(ctx, omp, M * K, act_run, &t);
 }
 
 void gemm_prefill_bias(float *y, int64_t M, int64_t N, int64_t ldy, const float *bias, float beta)
@@ -531,8 +637,23 @@ void gemm_prefill_bias(float *y, int64_t M, int64_t N, int64_t ldy, const float 
 
 /* ---- the fp32 Linear path -------------------------------------------------------------- */
 
+struct dequant_task {
+    const tensor *W;
+    int64_t r0, nr;
+    float *out;
+};
+
+static void dequant_run(void *arg, int ith, int nth)
+{
+    struct dequant_task *t = arg;
+    int64_t b, e;
+    pool_split(t->nr, ith, nth, &b, &e);
+    if (e > b)
+        gemm_weight_rows_f32(t->W, t->r0 + b, e - b, t->out + (size_t)b * (size_t)t->W->ne[0]);
+}
+
 int gemm_linear_f32(cochlea_ctx *ctx, const float *x, int64_t M, int64_t ldx, const tensor *W, const float *bias,
-                    float beta, float *y, int64_t ldy, gemm_rows_fn rows)
+                    float beta, float *y, int64_t ldy, gemm_rows_fn rows, int omp)
 {
     int64_t K = W->ne[0], N = W->ne[1];
     if (W->type == COCHLEA_TYPE_F32 && W->nb[1] % sizeof(float) == 0 && ((uintptr_t)W->data % sizeof(float)) == 0)
@@ -551,7 +672,8 @@ int gemm_linear_f32(cochlea_ctx *ctx, const float *x, int64_t M, int64_t ldx, co
         return err_prefix(COCHLEA_ENOMEM, "gemm_linear: weight '%s'", wname(W));
     for (int64_t n0 = 0; n0 < N; n0 += tr) {
         int64_t nr = N - n0 < tr ? N - n0 : tr;
-        gemm_weight_rows_f32(W, n0, nr, t);
+        struct dequant_task dt = {W, n0, nr, t};
+        gemm_parallel(ctx, omp, nr * K, dequant_run, &dt);
         int rc = rows(ctx, x, M, ldx, t, K, K, nr, bias ? bias + n0 : NULL, beta, y + n0, ldy);
         if (rc)
             return rc;
@@ -645,9 +767,9 @@ int gemm_linear(cochlea_ctx *ctx, const float *x, int64_t M, int64_t ldx, const 
 #ifdef HAVE_DNNL
     if (use_dnnl(ctx->gemm)) {
         if (ctx->precision == COCHLEA_PRECISION_F32)
-            return gemm_linear_f32(ctx, x, M, ldx, W, bias, beta, y, ldy, gemm_dnnl_rows);
+            return gemm_linear_f32(ctx, x, M, ldx, W, bias, beta, y, ldy, gemm_dnnl_rows, 1);
         return gemm_dnnl_linear(ctx, ctx->precision, x, M, ldx, W, bias, beta, y, ldy);
     }
 #endif
-    return gemm_linear_f32(ctx, x, M, ldx, W, bias, beta, y, ldy, gemm_blas_rows);
+    return gemm_linear_f32(ctx, x, M, ldx, W, bias, beta, y, ldy, gemm_blas_rows, 0);
 }

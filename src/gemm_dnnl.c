@@ -1,10 +1,15 @@
 /* gemm_dnnl.c - the oneDNN backend: f32, bf16 and int8 matmul primitives created once per shape
  * and cached, weights packed once into oneDNN's preferred blocked layout and cached.
  *
- * oneDNN 2.6 C API. Every primitive uses a user-provided scratchpad (one buffer per gemm
- * object), so primitives are never shared between gemm objects at run time. oneDNN's CPU
- * runtime on Debian is OpenMP: the thread count is set with omp_set_num_threads before each
- * execution (an OpenMP setting of the calling thread only). */
+ * oneDNN 2.6 C API. Every primitive runs with a user-provided scratchpad (one buffer per gemm
+ * object): oneDNN's global primitive cache may hand two gemm objects the same implementation,
+ * and with its own scratchpad each can run it concurrently. oneDNN's CPU runtime on Debian is
+ * OpenMP: the thread count is set with omp_set_num_threads before each execution (a setting of
+ * the calling thread only).
+ *
+ * Only kernels other than oneDNN's reference ones are used ("ref:any" is correct but orders of
+ * magnitude slower); a product without one runs the next lower path (int8 -> bf16 -> f32,
+ * f32 -> OpenBLAS) and counts in stats.fallbacks. */
 #include "config.h"
 
 #include <math.h>
@@ -20,10 +25,11 @@
 void omp_set_num_threads(int n);
 #endif
 
-/* Rows of the canonical problem used to ask oneDNN for a weight layout (the blocked layouts of
- * oneDNN 2.6's brgemm matmul depend on N and K only; a product whose primitive cannot take the
- * packed layout falls back to a lower path and counts in stats.fallbacks). */
-#define PACK_M 64
+/* Rows of the problem gemm_prepare asks oneDNN about to pick a weight layout. A product whose
+ * fast kernel wants another layout for its M packs W once more in that layout (oneDNN 2.6's
+ * brgemm picks the layout from N and K, and for some small shapes from M too). */
+#define PACK_M 256
+#define MAX_LAYOUTS 4
 #define PRIM_BUCKETS 512
 #define PACK_BUCKETS 256
 
@@ -35,12 +41,11 @@ struct prim_key {
     uint32_t beta_bits;
     int32_t pad_;
     int64_t M, N, K, ldx, ldw, ldy;
-    uint64_t wmd_hash; /* packed kinds: hash of the packed weight layout */
 };
 
 struct prim {
     struct prim_key key;
-    dnnl_memory_desc_t wmd;
+    dnnl_memory_desc_t wmd; /* the weight layout this primitive reads */
     dnnl_primitive_t p;
     dnnl_memory_t src, wei, dst, bias, scale, zp, scratch;
     size_t scratch_size;
@@ -126,6 +131,38 @@ static dnnl_status_t md_2d(dnnl_memory_desc_t *md, int64_t rows, int64_t cols, i
     return dnnl_memory_desc_init_by_strides(md, 2, dims, dt, strides);
 }
 
+static const char *pd_impl(const_dnnl_primitive_desc_t pd);
+
+/* For one or two fp32 rows against plain transposed weights, oneDNN 2.6's JIT gemm ("gemm:jit")
+ * runs about twice as fast as its first choice (brgemm): take it when it is offered. */
+static dnnl_status_t pick_gemv_pd(struct gemm_dnnl *d, const dnnl_matmul_desc_t *mm, const_dnnl_primitive_attr_t attr,
+                                  dnnl_primitive_desc_t *pd)
+{
+    dnnl_primitive_desc_iterator_t it;
+    dnnl_status_t s = dnnl_primitive_desc_iterator_create(&it, mm, attr, d->eng, NULL);
+    if (s != dnnl_success)
+        return s;
+    dnnl_primitive_desc_t first = NULL, pick = NULL;
+    do {
+        dnnl_primitive_desc_t cur = dnnl_primitive_desc_iterator_fetch(it);
+        if (!cur)
+            break;
+        if (strncmp(pd_impl(cur), "gemm", 4) == 0) {
+            pick = cur;
+            break;
+        }
+        if (!first)
+            first = cur;
+        else
+            dnnl_primitive_desc_destroy(cur);
+    } while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
+    dnnl_primitive_desc_iterator_destroy(it);
+    if (pick && first)
+        dnnl_primitive_desc_destroy(first);
+    *pd = pick ? pick : first;
+    return *pd ? dnnl_success : dnnl_unimplemented;
+}
+
 /* Create a matmul primitive descriptor: src [M, K] (row stride ldx), weights [K, N] as wmd,
  * dst [M, N] (row stride ldy), the bias/scales/zero point/sum of `k`. */
 static dnnl_status_t make_pd(struct gemm_dnnl *d, const struct prim_key *k, const dnnl_memory_desc_t *wmd,
@@ -161,7 +198,10 @@ static dnnl_status_t make_pd(struct gemm_dnnl *d, const struct prim_key *k, cons
         goto out;
     if ((s = dnnl_primitive_attr_set_post_ops(attr, po)))
         goto out;
-    s = dnnl_primitive_desc_create(pd, &mm, attr, d->eng, NULL);
+    if (k->kind == PK_F32 && k->M <= 2)
+        s = pick_gemv_pd(d, &mm, attr, pd);
+    else
+        s = dnnl_primitive_desc_create(pd, &mm, attr, d->eng, NULL);
 out:
     if (po)
         dnnl_post_ops_destroy(po);
@@ -217,47 +257,94 @@ static dnnl_status_t mem_s32(struct gemm_dnnl *d, dnnl_memory_t *m)
     return s ? s : dnnl_memory_create(m, &md, d->eng, DNNL_MEMORY_NONE);
 }
 
-/* Find or create the primitive for key k with weights layout wmd. NULL with an error set when
- * oneDNN has no implementation. */
-static struct prim *prim_get(gemm *g, const struct prim_key *k, const dnnl_memory_desc_t *wmd)
+static int impl_is_ref(const_dnnl_primitive_desc_t pd)
 {
-    struct gemm_dnnl *d = g->dnnl;
+    return strncmp(pd_impl(pd), "ref", 3) == 0;
+}
+
+/* A non-reference primitive descriptor for k with weights wmd: dst rows at stride ldy, or, when
+ * the fast kernels cannot write strided rows, a dense [M, N] block (*dense_out = 1, no sum). */
+static dnnl_status_t make_fast_pd(struct gemm_dnnl *d, const struct prim_key *k, const dnnl_memory_desc_t *wmd,
+                                  dnnl_primitive_desc_t *pd, int *dense_out)
+{
+    *pd = NULL;
+    *dense_out = 0;
+    dnnl_status_t s = make_pd(d, k, wmd, k->ldy, 1, pd);
+    if (s == dnnl_success && !impl_is_ref(*pd))
+        return s;
+    if (*pd)
+        dnnl_primitive_desc_destroy(*pd);
+    *pd = NULL;
+    if (k->ldy == k->N)
+        return s == dnnl_success ? dnnl_unimplemented : s;
+    s = make_pd(d, k, wmd, k->N, 0, pd);
+    if (s == dnnl_success && !impl_is_ref(*pd)) {
+        *dense_out = 1;
+        return s;
+    }
+    if (*pd)
+        dnnl_primitive_desc_destroy(*pd);
+    *pd = NULL;
+    return s == dnnl_success ? dnnl_unimplemented : s;
+}
+
+static const char *kind_name(int kind)
+{
+    return kind == PK_F32 ? "f32" : kind == PK_BF16 ? "bf16" : "int8";
+}
+
+/* The cached primitive for k; an entry with p == NULL records that k has no fast kernel. */
+static struct prim *prim_lookup(gemm *g, const struct prim_key *k)
+{
     size_t b = (size_t)(hash_bytes(k, sizeof *k) % PRIM_BUCKETS);
-    for (struct prim *p = d->prims[b]; p; p = p->next) {
-        if (memcmp(&p->key, k, sizeof *k) == 0 && dnnl_memory_desc_equal(&p->wmd, wmd)) {
+    for (struct prim *p = g->dnnl->prims[b]; p; p = p->next) {
+        if (memcmp(&p->key, k, sizeof *k) == 0) {
             g->stats.primitive_hits++;
             return p;
         }
     }
+    return NULL;
+}
+
+/* Create and cache the primitive for key k: with the first of the weight layouts cands[] that a
+ * fast (non-reference) kernel accepts, else with the layout oneDNN prefers (format any; NULL
+ * any_md: none). NULL with an error set when oneDNN has no fast kernel for it. */
+static struct prim *prim_create(gemm *g, const struct prim_key *k, const dnnl_memory_desc_t *const *cands, int ncand,
+                                const dnnl_memory_desc_t *any_md)
+{
+    struct gemm_dnnl *d = g->dnnl;
     dnnl_primitive_desc_t pd = NULL;
     int dense_out = 0;
-    dnnl_status_t s = make_pd(d, k, wmd, k->ldy, 1, &pd);
-    if (s != dnnl_success && k->ldy != k->N) {
-        /* strided output unsupported by the fast kernels: write a dense block, add it in ourselves */
-        s = make_pd(d, k, wmd, k->N, 0, &pd);
-        dense_out = 1;
-    }
-    if (s != dnnl_success) {
-        dnnl_err(s, "creating a matmul primitive");
-        err_prefix(COCHLEA_EUNSUPPORTED, "gemm: %s matmul M=%lld N=%lld K=%lld",
-                   k->kind == PK_F32 ? "f32" : k->kind == PK_BF16 ? "bf16" : "int8", (long long)k->M,
-                   (long long)k->N, (long long)k->K);
-        return NULL;
-    }
+    dnnl_status_t s = dnnl_unimplemented;
+    for (int i = 0; i < ncand && s != dnnl_success; i++)
+        s = make_fast_pd(d, k, cands[i], &pd, &dense_out);
+    if (s != dnnl_success && any_md)
+        s = make_fast_pd(d, k, any_md, &pd, &dense_out);
     struct prim *p = calloc(1, sizeof *p);
     if (!p) {
-        dnnl_primitive_desc_destroy(pd);
+        if (pd)
+            dnnl_primitive_desc_destroy(pd);
         err_set(COCHLEA_ENOMEM, "gemm: cannot allocate a primitive cache entry");
         return NULL;
     }
     p->key = *k;
-    p->wmd = *wmd;
+    size_t b = (size_t)(hash_bytes(k, sizeof *k) % PRIM_BUCKETS);
+    if (s != dnnl_success) {
+        /* remembered as unsupported (p->p == NULL) so that later calls do not search again */
+        p->next = d->prims[b];
+        d->prims[b] = p;
+        dnnl_err(s, "creating a matmul primitive");
+        err_prefix(COCHLEA_EUNSUPPORTED, "gemm: %s matmul M=%lld N=%lld K=%lld", kind_name(k->kind), (long long)k->M,
+                   (long long)k->N, (long long)k->K);
+        return NULL;
+    }
+    p->wmd = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     p->dense_out = dense_out;
     const dnnl_memory_desc_t *spmd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     p->scratch_size = spmd ? dnnl_memory_desc_get_size(spmd) : 0;
-    LOG_DEBUG("gemm: new %s matmul M=%lld N=%lld K=%lld ldy=%lld bias=%d: %s%s",
-              k->kind == PK_F32 ? "f32" : k->kind == PK_BF16 ? "bf16" : "int8", (long long)k->M, (long long)k->N,
-              (long long)k->K, (long long)k->ldy, k->has_bias, pd_impl(pd), dense_out ? " (dense output)" : "");
+    LOG_DEBUG("gemm: new %s matmul M=%lld N=%lld K=%lld ldy=%lld bias=%d: %s%s", kind_name(k->kind), (long long)k->M,
+              (long long)k->N, (long long)k->K, (long long)k->ldy, k->has_bias, pd_impl(pd),
+              dense_out ? " (dense output)" : "");
     if ((s = dnnl_primitive_create(&p->p, pd)) || (s = mem_for(d, pd, dnnl_query_src_md, 0, &p->src)) ||
         (s = mem_for(d, pd, dnnl_query_weights_md, 0, &p->wei)) || (s = mem_for(d, pd, dnnl_query_dst_md, 0, &p->dst)) ||
         (p->scratch_size && (s = mem_for(d, pd, dnnl_query_scratchpad_md, 0, &p->scratch))) ||
@@ -339,7 +426,7 @@ static int prim_exec(gemm *g, struct prim *p, const void *src, const void *wei, 
 }
 
 static void key_init(struct prim_key *k, int kind, int64_t M, int64_t N, int64_t K, int64_t ldx, int64_t ldw,
-                     int64_t ldy, const float *bias, float beta)
+                     int64_t ldy, int has_bias, float beta)
 {
     memset(k, 0, sizeof *k);
     k->kind = kind;
@@ -349,7 +436,7 @@ static void key_init(struct prim_key *k, int kind, int64_t M, int64_t N, int64_t
     k->ldx = ldx;
     k->ldw = ldw;
     k->ldy = ldy;
-    k->has_bias = bias != NULL;
+    k->has_bias = has_bias;
     if (beta == 0.0f)
         beta = 0.0f; /* -0 and +0 share a primitive */
     memcpy(&k->beta_bits, &beta, sizeof beta);
@@ -371,39 +458,51 @@ static void packed_destroy(gemm *g, struct packed *w)
     free(w);
 }
 
-/* The cache entry for (W, prec), and the link that points at it (for unlinking). */
-static struct packed *pack_find(struct gemm_dnnl *d, const tensor *W, enum cochlea_precision prec,
-                                struct packed ***link)
+static int same_weight(const struct packed *w, const tensor *W)
 {
-    for (struct packed **pp = &d->packs[pack_bucket(W->data)]; *pp; pp = &(*pp)->next) {
-        struct packed *w = *pp;
-        if (w->data == W->data && w->type == W->type && w->K == W->ne[0] && w->N == W->ne[1] && w->nb1 == W->nb[1] &&
-            w->prec == prec) {
-            if (link)
-                *link = pp;
+    return w->data == W->data && w->type == W->type && w->K == W->ne[0] && w->N == W->ne[1] && w->nb1 == W->nb[1];
+}
+
+/* The packing of W for prec in layout md (NULL: any layout), or NULL. */
+static struct packed *pack_find(struct gemm_dnnl *d, const tensor *W, enum cochlea_precision prec,
+                                const dnnl_memory_desc_t *md)
+{
+    for (struct packed *w = d->packs[pack_bucket(W->data)]; w; w = w->next)
+        if (same_weight(w, W) && w->prec == prec && (!md || dnnl_memory_desc_equal(&w->md, md)))
             return w;
-        }
-    }
     return NULL;
 }
 
-/* The weight layout oneDNN prefers for this problem kind and (N, K). */
-static int preferred_layout(struct gemm_dnnl *d, int kind, int64_t N, int64_t K, dnnl_memory_desc_t *out)
+/* Drop the packings of W made from other data at the same address (fingerprint differs). */
+static void pack_drop_stale(gemm *g, const tensor *W, uint64_t fingerprint)
 {
-    struct prim_key k;
-    key_init(&k, kind, PACK_M, N, K, K, 0, N, NULL, 0.0f);
-    dnnl_memory_desc_t any;
+    for (struct packed **pp = &g->dnnl->packs[pack_bucket(W->data)]; *pp;) {
+        struct packed *w = *pp;
+        if (same_weight(w, W) && w->fingerprint != fingerprint) {
+            *pp = w->next;
+            packed_destroy(g, w);
+        } else {
+            pp = &w->next;
+        }
+    }
+}
+
+/* Up to MAX_LAYOUTS layouts W is already packed in for prec (candidates for a new primitive). */
+static int pack_layouts(struct gemm_dnnl *d, const tensor *W, enum cochlea_precision prec,
+                        const dnnl_memory_desc_t *out[MAX_LAYOUTS])
+{
+    int n = 0;
+    for (struct packed *w = d->packs[pack_bucket(W->data)]; w && n < MAX_LAYOUTS; w = w->next)
+        if (same_weight(w, W) && w->prec == prec)
+            out[n++] = &w->md;
+    return n;
+}
+
+/* A weights descriptor in format any for a problem kind. */
+static dnnl_status_t any_weights(int kind, int64_t N, int64_t K, dnnl_memory_desc_t *md)
+{
     dnnl_dims_t dims = {K, N};
-    dnnl_status_t s = dnnl_memory_desc_init_by_tag(&any, 2, dims, kind == PK_INT8 ? dnnl_s8 : dnnl_bf16,
-                                                   dnnl_format_tag_any);
-    dnnl_primitive_desc_t pd = NULL;
-    if (s == dnnl_success)
-        s = make_pd(d, &k, &any, N, 0, &pd);
-    if (s != dnnl_success)
-        return dnnl_err(s, kind == PK_INT8 ? "choosing an int8 weight layout" : "choosing a bf16 weight layout");
-    *out = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    dnnl_primitive_desc_destroy(pd);
-    return COCHLEA_OK;
+    return dnnl_memory_desc_init_by_tag(md, 2, dims, kind == PK_INT8 ? dnnl_s8 : dnnl_bf16, dnnl_format_tag_any);
 }
 
 /* Reorder src (memory desc smd at sdata) into the packed layout md at ddata. */
@@ -505,22 +604,18 @@ out:
     return rc;
 }
 
-/* The packing of W for prec (PK_BF16 or PK_INT8 layout), made now if missing or stale. */
-static struct packed *pack_get(gemm *g, const tensor *W, enum cochlea_precision prec, int *rc)
+/* W packed for prec in layout md (stale packings dropped first), made now if missing. */
+static struct packed *pack_get(gemm *g, const tensor *W, enum cochlea_precision prec, const dnnl_memory_desc_t *md,
+                               int *rc)
 {
     struct gemm_dnnl *d = g->dnnl;
     uint64_t fp = gemm_weight_fingerprint(W);
-    struct packed **link = NULL, *w = pack_find(d, W, prec, &link);
+    pack_drop_stale(g, W, fp);
+    struct packed *w = pack_find(d, W, prec, md);
     if (w) {
-        if (w->fingerprint == fp) {
-            g->stats.pack_hits++;
-            return w;
-        }
-        /* same address, different data: the old weight is gone */
-        *link = w->next;
-        packed_destroy(g, w);
+        g->stats.pack_hits++;
+        return w;
     }
-    int kind = prec == COCHLEA_PRECISION_INT8 ? PK_INT8 : PK_BF16;
     w = calloc(1, sizeof *w);
     if (!w) {
         *rc = err_set(COCHLEA_ENOMEM, "gemm: cannot allocate a packed-weight entry");
@@ -533,10 +628,7 @@ static struct packed *pack_get(gemm *g, const tensor *W, enum cochlea_precision 
     w->nb1 = W->nb[1];
     w->prec = prec;
     w->fingerprint = fp;
-    if ((*rc = preferred_layout(d, kind, w->N, w->K, &w->md)) != 0) {
-        free(w);
-        return NULL;
-    }
+    w->md = *md;
     w->bytes = dnnl_memory_desc_get_size(&w->md);
     w->buf = aligned_alloc(64, (w->bytes + 63) & ~(size_t)63);
     if (!w->buf) {
@@ -544,9 +636,9 @@ static struct packed *pack_get(gemm *g, const tensor *W, enum cochlea_precision 
         free(w);
         return NULL;
     }
-    *rc = kind == PK_INT8 ? pack_int8(g, W, w) : pack_bf16(g, W, w);
     g->stats.packed_bytes += w->bytes;
     g->stats.n_packed++;
+    *rc = prec == COCHLEA_PRECISION_INT8 ? pack_int8(g, W, w) : pack_bf16(g, W, w);
     if (*rc) {
         err_prefix(*rc, "gemm: packing weight '%s' (%lld x %lld %s)", W->name ? W->name : "(unnamed)",
                    (long long)w->N, (long long)w->K, type_name(W->type));
@@ -560,13 +652,43 @@ static struct packed *pack_get(gemm *g, const tensor *W, enum cochlea_precision 
     return w;
 }
 
+/* The primitive for key k (kind BF16 or INT8) and W packed in the layout it reads: a layout W
+ * already has is preferred, then the one oneDNN picks for this shape. *p = NULL (no error) when
+ * oneDNN has no fast kernel for it. */
+static int packed_product(gemm *g, const struct prim_key *k, const tensor *W, enum cochlea_precision prec,
+                          struct prim **p, struct packed **w)
+{
+    int rc = COCHLEA_OK;
+    *w = NULL;
+    *p = prim_lookup(g, k);
+    if (*p && !(*p)->p) {
+        *p = NULL; /* known to have no fast kernel */
+        return COCHLEA_OK;
+    }
+    if (!*p) {
+        const dnnl_memory_desc_t *cands[MAX_LAYOUTS];
+        dnnl_memory_desc_t any;
+        pack_drop_stale(g, W, gemm_weight_fingerprint(W));
+        int n = pack_layouts(g->dnnl, W, prec, cands);
+        if (any_weights(k->kind, k->N, k->K, &any) != dnnl_success)
+            return err_set(COCHLEA_EINTERNAL, "gemm: bad weight descriptor");
+        if (!(*p = prim_create(g, k, cands, n, &any))) {
+            LOG_DEBUG("%s", cochlea_last_error());
+            cochlea_clear_error();
+            return COCHLEA_OK;
+        }
+    }
+    *w = pack_get(g, W, prec, &(*p)->wmd, &rc);
+    return rc;
+}
+
 /* ---- lifecycle ------------------------------------------------------------------------- */
 
 /* Whether oneDNN has a non-reference implementation of a small problem of this kind. */
 static int kind_available(struct gemm_dnnl *d, int kind)
 {
     struct prim_key k;
-    key_init(&k, kind, 16, 64, 64, 64, 0, 64, NULL, 0.0f);
+    key_init(&k, kind, 16, 64, 64, 64, 0, 64, 0, 0.0f);
     dnnl_memory_desc_t any;
     dnnl_dims_t dims = {64, 64};
     if (dnnl_memory_desc_init_by_tag(&any, 2, dims, kind == PK_INT8 ? dnnl_s8 : dnnl_bf16, dnnl_format_tag_any))
@@ -609,8 +731,9 @@ void gemm_dnnl_free(gemm *g)
         while (d->prims[b]) {
             struct prim *p = d->prims[b];
             d->prims[b] = p->next;
+            if (p->p)
+                g->stats.n_primitives--;
             prim_destroy(p);
-            g->stats.n_primitives--;
         }
     }
     for (int b = 0; b < PACK_BUCKETS; b++) {
@@ -653,11 +776,15 @@ int gemm_dnnl_rows(cochlea_ctx *ctx, const float *x, int64_t M, int64_t ldx, con
     gemm *g = ctx->gemm;
     struct prim_key k;
     dnnl_memory_desc_t wmd;
-    key_init(&k, PK_F32, M, N, K, ldx, ldw, ldy, bias, beta);
+    key_init(&k, PK_F32, M, N, K, ldx, ldw, ldy, bias != NULL, beta);
     if (md_2d(&wmd, K, N, 1, ldw, dnnl_f32))
         return err_set(COCHLEA_EINTERNAL, "gemm: bad f32 weight descriptor");
-    struct prim *p = prim_get(g, &k, &wmd);
-    if (!p) {
+    const dnnl_memory_desc_t *cand = &wmd;
+    struct prim *p = prim_lookup(g, &k);
+    if (!p)
+        p = prim_create(g, &k, &cand, 1, NULL);
+    if (!p || !p->p) {
+        cochlea_clear_error();
         /* no oneDNN f32 kernel for this shape: OpenBLAS does it */
         g->stats.fallbacks++;
         return gemm_blas_rows(ctx, x, M, ldx, w, ldw, K, N, bias, beta, y, ldy);
@@ -671,13 +798,12 @@ static int linear_bf16(cochlea_ctx *ctx, const float *x, int64_t M, int64_t ldx,
     gemm *g = ctx->gemm;
     int rc;
     int64_t K = W->ne[0], N = W->ne[1];
-    struct packed *w = pack_get(g, W, COCHLEA_PRECISION_BF16, &rc);
-    if (!w)
-        return rc;
     struct prim_key k;
-    key_init(&k, PK_BF16, M, N, K, K, 0, ldy, bias, beta);
-    k.wmd_hash = hash_bytes(&w->md, sizeof w->md);
-    struct prim *p = prim_get(g, &k, &w->md);
+    struct prim *p;
+    struct packed *w;
+    key_init(&k, PK_BF16, M, N, K, K, 0, ldy, bias != NULL, beta);
+    if ((rc = packed_product(g, &k, W, COCHLEA_PRECISION_BF16, &p, &w)) != 0)
+        return rc;
     if (!p) {
         *fell_back = 1;
         return COCHLEA_OK;
@@ -688,16 +814,17 @@ static int linear_bf16(cochlea_ctx *ctx, const float *x, int64_t M, int64_t ldx,
     uint16_t *xb = gemm_buf_get(g, &g->act, need);
     if (!xb)
         return COCHLEA_ENOMEM;
-    gemm_rows_to_bf16(x, M, K, ldx, xb);
+    gemm_rows_to_bf16(ctx, 1, x, M, K, ldx, xb);
     return prim_exec(g, p, xb, w->buf, bias, NULL, NULL, beta, y, ldy);
 }
 
 /* u8 activations: one scale s and zero point z for the block, x ~ s * (q - z), range widened to
  * include 0 so that 0 is exact. Returns 0 when x holds Inf/NaN. */
-static int act_quant_params(const float *x, int64_t M, int64_t K, int64_t ldx, float *scale, int32_t *zp)
+static int act_quant_params(cochlea_ctx *ctx, const float *x, int64_t M, int64_t K, int64_t ldx, float *scale,
+                            int32_t *zp)
 {
     float mn, mx;
-    if (!gemm_rows_minmax(x, M, K, ldx, &mn, &mx))
+    if (!gemm_rows_minmax(ctx, 1, x, M, K, ldx, &mn, &mx))
         return 0;
     if (mn > 0.0f)
         mn = 0.0f;
@@ -726,17 +853,16 @@ static int linear_int8(cochlea_ctx *ctx, const float *x, int64_t M, int64_t ldx,
     int64_t K = W->ne[0], N = W->ne[1];
     float s;
     int32_t zp;
-    if (!act_quant_params(x, M, K, ldx, &s, &zp)) {
+    if (!act_quant_params(ctx, x, M, K, ldx, &s, &zp)) {
         *fell_back = 2; /* Inf/NaN or a range beyond float: the fp32 path keeps them */
         return COCHLEA_OK;
     }
-    struct packed *w = pack_get(g, W, COCHLEA_PRECISION_INT8, &rc);
-    if (!w)
-        return rc;
     struct prim_key k;
-    key_init(&k, PK_INT8, M, N, K, K, 0, ldy, bias, beta);
-    k.wmd_hash = hash_bytes(&w->md, sizeof w->md);
-    struct prim *p = prim_get(g, &k, &w->md);
+    struct prim *p;
+    struct packed *w;
+    key_init(&k, PK_INT8, M, N, K, K, 0, ldy, bias != NULL, beta);
+    if ((rc = packed_product(g, &k, W, COCHLEA_PRECISION_INT8, &p, &w)) != 0)
+        return rc;
     if (!p) {
         *fell_back = 1;
         return COCHLEA_OK;
@@ -749,7 +875,7 @@ static int linear_int8(cochlea_ctx *ctx, const float *x, int64_t M, int64_t ldx,
     float *scale = xq ? gemm_buf_get(g, &g->aux, (size_t)(N + 1) * sizeof(float)) : NULL;
     if (!scale)
         return COCHLEA_ENOMEM;
-    gemm_rows_to_u8(x, M, K, ldx, 1.0f / s, zp, xq);
+    gemm_rows_to_u8(ctx, 1, x, M, K, ldx, 1.0f / s, zp, xq);
     for (int64_t n = 0; n < N; n++)
         scale[n] = s * w->wscale[n];
     int32_t *zpp = (int32_t *)(void *)(scale + N);
@@ -770,7 +896,7 @@ int gemm_dnnl_linear(cochlea_ctx *ctx, enum cochlea_precision precision, const f
                 return rc;
             g->stats.fallbacks++;
             if (fell == 2)
-                return gemm_linear_f32(ctx, x, M, ldx, W, bias, beta, y, ldy, gemm_dnnl_rows);
+                return gemm_linear_f32(ctx, x, M, ldx, W, bias, beta, y, ldy, gemm_dnnl_rows, 1);
             LOG_DEBUG("gemm: int8 matmul unavailable for M=%lld, weight '%s'; using bf16", (long long)M,
                       W->name ? W->name : "(unnamed)");
             cochlea_clear_error();
@@ -791,7 +917,7 @@ int gemm_dnnl_linear(cochlea_ctx *ctx, enum cochlea_precision precision, const f
             g->stats.fallbacks++;
         }
         /* fall through */
-    case COCHLEA_PRECISION_F32: return gemm_linear_f32(ctx, x, M, ldx, W, bias, beta, y, ldy, gemm_dnnl_rows);
+    case COCHLEA_PRECISION_F32: return gemm_linear_f32(ctx, x, M, ldx, W, bias, beta, y, ldy, gemm_dnnl_rows, 1);
     }
     return err_set(COCHLEA_EINVAL, "gemm_linear: unknown precision %d", (int)precision);
 }
@@ -799,7 +925,6 @@ int gemm_dnnl_linear(cochlea_ctx *ctx, enum cochlea_precision precision, const f
 int gemm_dnnl_prepare(gemm *g, const tensor *W, enum cochlea_precision precision)
 {
     struct gemm_dnnl *d = g->dnnl;
-    int rc = COCHLEA_OK;
     if (precision == COCHLEA_PRECISION_INT8 && !d->has_int8)
         precision = COCHLEA_PRECISION_BF16;
     if (precision == COCHLEA_PRECISION_BF16 && !d->has_bf16)
@@ -808,8 +933,13 @@ int gemm_dnnl_prepare(gemm *g, const tensor *W, enum cochlea_precision precision
         return precision == COCHLEA_PRECISION_F32 ? COCHLEA_OK
                                                   : err_set(COCHLEA_EINVAL, "gemm_prepare: unknown precision %d",
                                                             (int)precision);
-    pack_get(g, W, precision, &rc);
-    return rc;
+    /* the layout for a PACK_M-row product with a bias; other M reuse it when their kernel can */
+    struct prim_key k;
+    struct prim *p;
+    struct packed *w;
+    key_init(&k, precision == COCHLEA_PRECISION_INT8 ? PK_INT8 : PK_BF16, PACK_M, W->ne[1], W->ne[0], W->ne[0], 0,
+             W->ne[1], 1, 0.0f);
+    return packed_product(g, &k, W, precision, &p, &w);
 }
 
 void gemm_dnnl_forget(gemm *g, const tensor *W)

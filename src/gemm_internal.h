@@ -44,21 +44,32 @@ uint64_t gemm_weight_fingerprint(const tensor *W);
 
 /* ---- conversion kernels (AVX-512 when the CPU has it, scalar otherwise) ---------------- */
 
-/* out[r * K + k] = fp32 value of W row r0 + r, element k, for r < nr. */
+/* Run fn(arg, ith, nth) for every ith < nth, with nth at most the context's thread count and
+ * small enough that each thread gets about GEMM_GRAIN units of `work`: on the OpenMP team that
+ * oneDNN uses (omp != 0 and libgomp linked: the threads that are already awake for the product,
+ * so the two never compete for cores) or else on the context's thread pool. */
+void gemm_parallel(cochlea_ctx *ctx, int omp, int64_t work, void (*fn)(void *arg, int ith, int nth), void *arg);
+#define GEMM_GRAIN 16384
+
+/* out[r * K + k] = fp32 value of W row r0 + r, element k, for r < nr (one thread). */
 void gemm_weight_rows_f32(const tensor *W, int64_t r0, int64_t nr, float *out);
-/* out[r * K + k] = bf16(W[r0 + r, k]) (round to nearest even), for r < nr. */
+/* out[r * K + k] = bf16(W[r0 + r, k]) (round to nearest even), for r < nr (one thread). */
 void gemm_weight_rows_bf16(const tensor *W, int64_t r0, int64_t nr, uint16_t *out);
-/* out[i * K + k] = bf16(x[i * ldx + k]), round to nearest even, for i < M. */
-void gemm_rows_to_bf16(const float *x, int64_t M, int64_t K, int64_t ldx, uint16_t *out);
 /* f32 -> bf16 with one chosen kernel: 0 portable C, 1 AVX-512F integer rounding, 2 the AVX512-BF16
  * instruction (which reads subnormal inputs as zero). COCHLEA_EUNSUPPORTED when the CPU or the
  * build lacks it. For tests of the kernels against each other. */
 int gemm_cvt_bf16_kernel(const float *x, uint16_t *out, size_t n, int kernel);
+
+/* The activation kernels below run on gemm_parallel(ctx, omp, ...). */
+/* out[i * K + k] = bf16(x[i * ldx + k]), round to nearest even, for i < M. */
+void gemm_rows_to_bf16(cochlea_ctx *ctx, int omp, const float *x, int64_t M, int64_t K, int64_t ldx, uint16_t *out);
 /* Minimum and maximum of x[i * ldx + k] over i < M, k < K; returns 0 if any value is Inf or NaN
  * (then the bounds are meaningless), else 1. */
-int gemm_rows_minmax(const float *x, int64_t M, int64_t K, int64_t ldx, float *mn, float *mx);
+int gemm_rows_minmax(cochlea_ctx *ctx, int omp, const float *x, int64_t M, int64_t K, int64_t ldx, float *mn,
+                     float *mx);
 /* out[i * K + k] = clamp(round_even(x[i * ldx + k] * inv_scale) + zp, 0, 255). */
-void gemm_rows_to_u8(const float *x, int64_t M, int64_t K, int64_t ldx, float inv_scale, int32_t zp, uint8_t *out);
+void gemm_rows_to_u8(cochlea_ctx *ctx, int omp, const float *x, int64_t M, int64_t K, int64_t ldx, float inv_scale,
+                     int32_t zp, uint8_t *out);
 
 /* y[i * ldy + j] = bias[j] + beta * y[i * ldy + j] (y not read when beta == 0; bias may be
  * NULL, then only the beta scaling); used to fold bias into an sgemm with beta = 1. */
@@ -70,9 +81,9 @@ typedef int (*gemm_rows_fn)(cochlea_ctx *ctx, const float *x, int64_t M, int64_t
                             int64_t K, int64_t N, const float *bias, float beta, float *y, int64_t ldy);
 
 /* The fp32 Linear path: W used directly when it is F32, else dequantised in tiles of rows
- * (GEMM_TILE_BYTES) into g->tile, one `rows` product per tile. */
+ * (GEMM_TILE_BYTES) into g->tile, one `rows` product per tile; omp as for gemm_parallel. */
 int gemm_linear_f32(cochlea_ctx *ctx, const float *x, int64_t M, int64_t ldx, const tensor *W, const float *bias,
-                    float beta, float *y, int64_t ldy, gemm_rows_fn rows);
+                    float beta, float *y, int64_t ldy, gemm_rows_fn rows, int omp);
 
 /* ---- OpenBLAS (gemm_blas.c) ------------------------------------------------------------ */
 

@@ -584,7 +584,8 @@ static int is_weight_matrix(const tensor *t)
     int big = 0;
     for (int d = 0; d < t->n_dims; d++)
         big += t->ne[d] > 1;
-    return big >= 2 && !ends_with(name, "bias") && !strstr(name, "norm");
+    /* frontend.* holds feature-extraction constants (mel matrix, MVN stats): exact fp32 */
+    return big >= 2 && !ends_with(name, "bias") && !strstr(name, "norm") && strncmp(name, "frontend.", 9) != 0;
 }
 
 enum cochlea_type gguf_quantize_choose(const tensor *t, const gguf_quantize_params *p)

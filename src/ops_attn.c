@@ -25,13 +25,15 @@
 #define ATTN_AVX512 0
 #endif
 
-/* Query rows per unit of the row-wise kernel (scores scratch per thread: ATTN_RB * Tk floats). */
+/* (query row, query head) pairs per unit of the row-wise kernel (scores scratch per thread:
+ * ATTN_RB * Tk floats). */
 #define ATTN_RB 4
-/* The GEMM path is used (unless batch_invariant) when Tq >= ATTN_GEMM_MIN_ROWS and
- * Tk >= ATTN_GEMM_MIN_KEYS: below that, BLAS call overhead and the serial loop over heads cost
- * more than the row-wise kernel saves. */
-#define ATTN_GEMM_MIN_ROWS 64
-#define ATTN_GEMM_MIN_KEYS 64
+/* The GEMM path is used (unless batch_invariant) when Tq >= ATTN_GEMM_MIN and Tk >= ATTN_GEMM_MIN.
+ * Measured on the 2-core AVX-512 dev machine (1 thread): the row-wise kernel is faster up to
+ * about 128 x 128 (16 heads of 64), the GEMM path about 1.3x faster at 376 x 376. With 2 threads
+ * the BLAS threads and the pool take turns, which costs a lot on a loaded machine, so the GEMM
+ * path is kept for encoder-sized problems only. */
+#define ATTN_GEMM_MIN 256
 
 ops_attn_params ops_attn_default_params(int64_t n_head, int64_t n_head_kv, int64_t head_dim)
 {
@@ -49,9 +51,10 @@ static int attn_threads(const cochlea_ctx *ctx)
     return ctx && ctx->pool ? pool_size(ctx->pool) : 1;
 }
 
+/* Whether this call runs the GEMM path (see ATTN_GEMM_MIN). */
 static int attn_use_gemm(const cochlea_ctx *ctx, const ops_attn_params *p, int64_t Tq, int64_t Tk)
 {
-    return ctx && ctx->gemm && !p->batch_invariant && Tq >= ATTN_GEMM_MIN_ROWS && Tk >= ATTN_GEMM_MIN_KEYS;
+    return ctx && ctx->gemm && !p->batch_invariant && Tq >= ATTN_GEMM_MIN && Tk >= ATTN_GEMM_MIN;
 }
 
 size_t ops_attention_work_floats(const cochlea_ctx *ctx, const ops_attn_params *p, int64_t Tq, int64_t Tk)
@@ -75,6 +78,7 @@ struct attn_job {
     float *out;
     int64_t ldq, ldk, ldv, ldo;
     int64_t Tq, Tk, D, group; /* group = H / Hkv */
+    int64_t khs, vhs;         /* kv head strides (floats) */
     float scale;
     float *work;
     int64_t n_vblk; /* row-wise: blocks of ATTN_RB virtual rows per kv head (see attn_unit) */
@@ -143,9 +147,11 @@ static inline void store_kc(float *dst, __m128 v, int64_t kc)
 /* Keys/values are rows of a [T, Hkv*Dh] matrix, so a head's consecutive rows are a page or
  * more apart in long KV caches and hardware prefetchers (which stay within a page) miss them:
  * fetch the row ATTN_PF rows ahead explicitly. */
-#define ATTN_PF 128
+#define ATTN_PF 64
 
-static inline void prefetch_row(const float *base, int64_t ld, int64_t j, int64_t n, int64_t D)
+/* always_inline: GCC treats a function holding only prefetches as const and drops its calls */
+static inline __attribute__((always_inline)) void prefetch_row(const float *base, int64_t ld, int64_t j, int64_t n,
+                                                               int64_t D)
 {
     if (j < n) {
         const char *r = (const char *)(base + j * ld);
@@ -360,12 +366,13 @@ static void attn_unit(const struct attn_job *J, int64_t g, int64_t v0, int nr, f
         nks[r] = attn_keys(J, is[r]);
         nmax = nks[r] > nmax ? nks[r] : nmax;
     }
-    qk_block(qs, nr, J->k + g * D, J->ldk, nmax, D, Ss);
+    qk_block(qs, nr, J->k + g * J->khs, J->ldk, nmax, D, Ss);
     for (int r = 0; r < nr; r++)
         attn_probs(J, hs[r], is[r], Ss[r], nks[r]);
-    pv_block(ps, nks, nr, J->v + g * D, J->ldv, D, os);
+    pv_block(ps, nks, nr, J->v + g * J->vhs, J->ldv, D, os);
 }
 
+/* Pool task of the row-wise kernel: this thread's share of the (kv head, row block) units. */
 static void attn_rows_task(void *arg, int ith, int nth)
 {
     const struct attn_job *J = arg;
@@ -405,14 +412,14 @@ static int attn_gemm(cochlea_ctx *ctx, struct attn_job *J)
     const float scale = J->scale;
     J->scale = 1.0f; /* applied by the GEMM (alpha) */
     for (int64_t h = 0; h < H; h++) {
-        int rc = gemm_f32(ctx, 0, 1, Tq, Tk, D, scale, J->q + h * D, J->ldq, J->k + h / J->group * D, J->ldk, 0.0f,
+        int rc = gemm_f32(ctx, 0, 1, Tq, Tk, D, scale, J->q + h * D, J->ldq, J->k + h / J->group * J->khs, J->ldk, 0.0f,
                           J->work + h * Tq * Tk, Tk);
         if (rc)
             return err_prefix(rc, "attention head %lld: scores", (long long)h);
     }
     pool_run(ctx->pool, attn_softmax_task, J);
     for (int64_t h = 0; h < H; h++) {
-        int rc = gemm_f32(ctx, 0, 0, Tq, D, Tk, 1.0f, J->work + h * Tq * Tk, Tk, J->v + h / J->group * D, J->ldv,
+        int rc = gemm_f32(ctx, 0, 0, Tq, D, Tk, 1.0f, J->work + h * Tq * Tk, Tk, J->v + h / J->group * J->vhs, J->ldv,
                           0.0f, J->out + h * D, J->ldo);
         if (rc)
             return err_prefix(rc, "attention head %lld: weighted values", (long long)h);
@@ -422,6 +429,7 @@ static int attn_gemm(cochlea_ctx *ctx, struct attn_job *J)
 
 /* ---- entry point ------------------------------------------------------------------------------ */
 
+/* Validate head layout, lengths, strides and masks; COCHLEA_OK or EINVAL/ERANGE with a message. */
 static int attn_check(const ops_attn_params *p, const float *q, int64_t ldq, const float *k, int64_t ldk,
                       const float *v, int64_t ldv, int64_t Tq, int64_t Tk, const float *out, int64_t ldo)
 {
@@ -447,10 +455,14 @@ static int attn_check(const ops_attn_params *p, const float *q, int64_t ldq, con
     if (ldq < H * D || ldo < H * D)
         return err_set(COCHLEA_EINVAL, "attention: row strides ldq=%lld ldo=%lld are less than n_head*head_dim=%lld",
                        (long long)ldq, (long long)ldo, (long long)(H * D));
-    if (Tk > 0 && (ldk < Hkv * D || ldv < Hkv * D))
-        return err_set(COCHLEA_EINVAL,
-                       "attention: row strides ldk=%lld ldv=%lld are less than n_head_kv*head_dim=%lld",
-                       (long long)ldk, (long long)ldv, (long long)(Hkv * D));
+    if (p->k_head_stride < 0 || p->v_head_stride < 0)
+        return err_set(COCHLEA_EINVAL, "attention: negative kv head stride (k %lld, v %lld)",
+                       (long long)p->k_head_stride, (long long)p->v_head_stride);
+    /* heads side by side in a row need the whole row; head-major layouts one head */
+    int64_t kmin = p->k_head_stride ? D : Hkv * D, vmin = p->v_head_stride ? D : Hkv * D;
+    if (Tk > 0 && (ldk < kmin || ldv < vmin))
+        return err_set(COCHLEA_EINVAL, "attention: row strides ldk=%lld ldv=%lld are less than %lld and %lld",
+                       (long long)ldk, (long long)ldv, (long long)kmin, (long long)vmin);
     if (p->mask && (p->mask_ld < 0 || (p->mask_ld > 0 && p->mask_ld < Tk) || p->mask_head_stride < 0))
         return err_set(COCHLEA_EINVAL, "attention: mask strides ld=%lld head=%lld do not fit Tk=%lld",
                        (long long)p->mask_ld, (long long)p->mask_head_stride, (long long)Tk);
@@ -488,6 +500,7 @@ int ops_attention(cochlea_ctx *ctx, const ops_attn_params *p, const float *q, in
     struct attn_job J = {
         .p = p, .q = q, .k = k, .v = v, .out = out, .ldq = ldq, .ldk = ldk, .ldv = ldv, .ldo = ldo,
         .Tq = Tq, .Tk = Tk, .D = D, .group = H / p->n_head_kv,
+        .khs = p->k_head_stride ? p->k_head_stride : D, .vhs = p->v_head_stride ? p->v_head_stride : D,
         .scale = p->scale != 0.0f ? p->scale : (float)(1.0 / sqrt((double)D)),
         .work = work, .n_vblk = (Tq * (H / p->n_head_kv) + ATTN_RB - 1) / ATTN_RB,
     };

@@ -196,6 +196,7 @@ static inline __m512 v_gelu_tanh(__m512 x)
     return _mm512_mul_ps(x, v_sigmoid(_mm512_add_ps(u, u)));
 }
 
+/* ELU: x for x > 0, alpha * expm1(x) otherwise */
 static inline __m512 v_elu(__m512 x, float alpha)
 {
     __m512 m = _mm512_mul_ps(_mm512_set1_ps(alpha), v_expm1_neg(x));
@@ -562,11 +563,11 @@ static float row_exp_sum_only(const float *x, int64_t n, float c)
 #endif
 }
 
-/* y[i] = x[i] * s + b[i]  (b may be NULL: 0) */
-static void row_axpb(const float *x, float s, const float *b, float *y, int64_t n)
+/* y[i] = x[i] * s (vectorised through the elementwise kernel) */
+static void row_scale(const float *x, float s, float *y, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++)
-        y[i] = b ? fmaf(x[i], s, b[i]) : x[i] * s;
+    struct ew_args e = {EW_SCALE, x, NULL, s, y, n};
+    ew_run(&e, 0, n);
 }
 
 /* ---- normalisations --------------------------------------------------------------------- */
@@ -630,6 +631,7 @@ void ops_layer_norm(cochlea_ctx *ctx, const float *x, int64_t ldx, float *y, int
     par_for(ctx, rows, cols, layer_norm_task, &w);
 }
 
+/* RMSNorm of rows [r0, r1): y = x / sqrt(sum(x^2)/n + eps) * gamma */
 static void rms_norm_task(void *arg, int64_t r0, int64_t r1)
 {
     const struct norm_args *w = arg;
@@ -641,11 +643,10 @@ static void rms_norm_task(void *arg, int64_t r0, int64_t r1)
         row_dev_sums(x, n, 0.0f, &sd, &sq);
         float ms = sq / (float)n;
         float s = 1.0f / sqrtf(ms + w->eps);
+        row_scale(x, s, y, n);
         if (w->gamma) {
-            for (int64_t i = 0; i < n; i++)
-                y[i] = x[i] * s * w->gamma[i];
-        } else {
-            row_axpb(x, s, NULL, y, n);
+            struct ew_args e = {EW_MUL, y, w->gamma, 0.0f, y, n};
+            ew_run(&e, 0, n);
         }
     }
 }
@@ -661,6 +662,8 @@ void ops_rms_norm(cochlea_ctx *ctx, const float *x, int64_t ldx, float *y, int64
 
 /* ---- softmax ------------------------------------------------------------------------------ */
 
+/* Softmax of rows [r0, r1): z = x + mask written to y, then max, exp(z - max) and its sum, and
+ * the scaling by 1/sum; rows with max = -inf become zeros. */
 static void softmax_task(void *arg, int64_t r0, int64_t r1)
 {
     const struct norm_args *w = arg;
@@ -679,7 +682,7 @@ static void softmax_task(void *arg, int64_t r0, int64_t r1)
             continue;
         }
         float sum = row_exp_sum(x, y, n, mx);
-        row_axpb(y, 1.0f / sum, NULL, y, n);
+        row_scale(y, 1.0f / sum, y, n);
     }
 }
 
@@ -692,6 +695,7 @@ void ops_softmax(cochlea_ctx *ctx, const float *x, int64_t ldx, float *y, int64_
     par_for(ctx, rows, cols * 4, softmax_task, &w);
 }
 
+/* log_softmax of rows [r0, r1): (x - max) - log(sum exp(x - max)); all -inf rows stay -inf. */
 static void log_softmax_task(void *arg, int64_t r0, int64_t r1)
 {
     const struct norm_args *w = arg;
@@ -706,8 +710,17 @@ static void log_softmax_task(void *arg, int64_t r0, int64_t r1)
             continue;
         }
         float lse = logf(row_exp_sum_only(x, n, mx));
+#if OPS_AVX512
+        __m512 vm = _mm512_set1_ps(mx), vl = _mm512_set1_ps(lse);
+        for (int64_t i = 0; i < n; i += 16) {
+            __mmask16 m = tail_mask(n - i);
+            __m512 v = _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm), vl);
+            _mm512_mask_storeu_ps(y + i, m, v);
+        }
+#else
         for (int64_t i = 0; i < n; i++)
             y[i] = (x[i] - mx) - lse;
+#endif
     }
 }
 
@@ -743,6 +756,9 @@ int ops_embedding(cochlea_ctx *ctx, const tensor *table, const int32_t *ids, int
         return err_set(COCHLEA_EINVAL, "embedding: table '%s' has no data", name);
     if (type_size(table->type) == 0)
         return err_set(COCHLEA_EUNSUPPORTED, "embedding: table '%s' has unknown type %d", name, (int)table->type);
+    if (table->ne[0] < 1 || table->ne[0] % type_block(table->type) != 0)
+        return err_set(COCHLEA_EINVAL, "embedding: table '%s' rows of %lld are not whole %s blocks", name,
+                       (long long)table->ne[0], type_name(table->type));
     int64_t vocab = 1;
     for (int d = 0; d < TENSOR_MAX_DIMS; d++) {
         if (table->ne[d] < 1)
@@ -775,6 +791,7 @@ struct pe_args {
     int64_t d, pos0, step;
 };
 
+/* PE rows [t0, t1): sin/cos of the float product p * w_i (see ops_sinusoidal_pe). */
 static void pe_task(void *arg, int64_t t0, int64_t t1)
 {
     const struct pe_args *w = arg;
@@ -829,6 +846,8 @@ struct rope_args {
     enum ops_rope_mode mode;
 };
 
+/* RoPE on rows [t0, t1): cos/sin of each pair's angle computed once per row (in double) and
+ * applied to that pair in every head. */
 static void rope_task(void *arg, int64_t t0, int64_t t1)
 {
     const struct rope_args *w = arg;

@@ -70,6 +70,7 @@ static void byte_to_piece(uint8_t b, char out[7])
 
 /* ---- piece -> id hash tables ------------------------------------------------------------ */
 
+/* An empty table with room for n pieces at a load factor of at most 1/2. */
 static int map_init(tokenizer *tok, tok_map *m, size_t n)
 {
     size_t cap = 16, bytes;
@@ -88,6 +89,7 @@ static int map_init(tokenizer *tok, tok_map *m, size_t n)
     return COCHLEA_OK;
 }
 
+/* The id stored for the bytes p[0..n), or -1 (linear probing from the hash slot). */
 static int32_t map_find(const tokenizer *tok, const tok_map *m, const uint8_t *p, size_t n)
 {
     if (!m->slots)
@@ -135,6 +137,7 @@ typedef struct trie_key {
     int32_t value;
 } trie_key;
 
+/* Bytewise order, a prefix before its extensions (the order darts-clone builds from). */
 static int trie_key_cmp(const void *a, const void *b)
 {
     const trie_key *x = a, *y = b;
@@ -352,11 +355,44 @@ void tokenizer_free(tokenizer *tok)
     free(tok->pool);
     free(tok->map_normal.slots);
     free(tok->map_reserved.slots);
+    free(tok->tests);
     free(tok->trie.nodes);
     free(tok->trie.labels);
     free(tok->user_trie.nodes);
     free(tok->user_trie.labels);
     free(tok);
+}
+
+/* sentencepiece's load-time self-test: each sample's pieces, joined by spaces, must equal the
+ * expected string stored by the trainer. */
+static int self_test(tokenizer *tok)
+{
+    tokenizer_output o = {0};
+    tok_buf joined = {0};
+    int rc = COCHLEA_OK;
+    for (size_t i = 0; i < tok->n_tests && !rc; i++) {
+        const struct tok_self_test *t = &tok->tests[i];
+        if ((rc = tokenizer_encode(tok, (const char *)tok->blob + t->input.off, t->input.len, &o)))
+            break;
+        joined.n = 0;
+        for (size_t k = 0; k < o.n && !rc; k++) {
+            if (k)
+                rc = tok_buf_append(&joined, " ", 1);
+            if (!rc)
+                rc = tok_buf_append(&joined, o.text + o.offs[k], o.offs[k + 1] - o.offs[k]);
+        }
+        if (!rc && (joined.n != t->expected.len ||
+                    (joined.n && memcmp(joined.p, tok->blob + t->expected.off, joined.n) != 0)))
+            rc = err_set(COCHLEA_EFORMAT, "%s: self-test sample %zu of %zu ('%.*s') encodes to '%.*s', the model "
+                         "expects '%.*s'",
+                         tok->name, i, tok->n_tests, (int)(t->input.len > 80 ? 80 : t->input.len),
+                         (const char *)tok->blob + t->input.off, (int)(joined.n > 120 ? 120 : joined.n),
+                         joined.p ? (const char *)joined.p : "", (int)(t->expected.len > 120 ? 120 : t->expected.len),
+                         (const char *)tok->blob + t->expected.off);
+    }
+    tokenizer_output_free(&o);
+    tok_buf_free(&joined);
+    return rc;
 }
 
 /* Take ownership of blob (malloc'd) and build the tokenizer from it. */
@@ -378,6 +414,8 @@ static int load_owned(uint8_t *blob, size_t size, const char *name, tokenizer **
     int rc = tok_parse_model_proto(tok);
     if (!rc)
         rc = build_model(tok);
+    if (!rc)
+        rc = self_test(tok);
     if (rc) {
         tokenizer_free(tok);
         return rc;
@@ -688,6 +726,7 @@ static int pair_before(const bpe_pair *a, const bpe_pair *b)
     return a->score > b->score || (a->score == b->score && a->left < b->left);
 }
 
+/* Binary heap of candidate merges, the pair_before-first one at the top. */
 static int heap_push(bpe_state *st, bpe_pair p)
 {
     if (st->n_heap == st->cap_heap) {
@@ -899,6 +938,7 @@ static int encode_char(const tokenizer *tok, const uint8_t *s, size_t size, seg_
     return COCHLEA_OK;
 }
 
+/* Grow the output to `tokens` tokens and `text` bytes of pieces. */
 static int out_reserve(tokenizer_output *o, size_t tokens, size_t text)
 {
     if (tokens > o->cap_tokens) {

@@ -89,6 +89,12 @@ struct tokenizer {
     tok_span unk_piece, bos_piece, eos_piece, pad_piece, unk_surface;
     int has_unk_surface;
 
+    /* self_test_data: (input, expected pieces joined by spaces) checked at load */
+    struct tok_self_test {
+        tok_span input, expected;
+    } *tests;
+    size_t n_tests, cap_tests;
+
     tok_norm norm;   /* normalizer_spec */
     tok_norm denorm; /* denormalizer_spec */
 
@@ -131,6 +137,7 @@ int tok_normalize(const tokenizer *tok, const tok_norm *norm, int use_matcher, i
 /* Longest user-defined symbol that is a prefix of s[0..n); 0 if none. */
 size_t tok_user_match(const tokenizer *tok, const uint8_t *s, size_t n);
 
+/* Grow b to hold `extra` more bytes / append bytes / release it (ENOMEM, ERANGE on failure). */
 int tok_buf_reserve(tok_buf *b, size_t extra);
 int tok_buf_append(tok_buf *b, const void *data, size_t n);
 void tok_buf_free(tok_buf *b);

@@ -259,6 +259,42 @@ static int parse_normalizer(pb_in *in, tok_norm *n)
     return rc;
 }
 
+/* SelfTestData: samples (1), each Sample with input (1) and expected (2). */
+static int parse_self_test(pb_in *in, tokenizer *tok)
+{
+    pb_field f, g;
+    int rc;
+    while ((rc = pb_next(in, &f)) == 1) {
+        if (f.num != 1)
+            continue;
+        if ((rc = pb_want(in, &f, PB_LEN, "samples")))
+            return rc;
+        if (tok->n_tests == tok->cap_tests) {
+            size_t cap = tok->cap_tests ? tok->cap_tests * 2 : 16, bytes;
+            if (size_mul(cap, sizeof *tok->tests, &bytes))
+                return err_set(COCHLEA_ENOMEM, "%s: too many self-test samples", tok->name);
+            void *p = realloc(tok->tests, bytes);
+            if (!p)
+                return err_set(COCHLEA_ENOMEM, "%s: out of memory", tok->name);
+            tok->tests = p;
+            tok->cap_tests = cap;
+        }
+        struct tok_self_test *t = &tok->tests[tok->n_tests++];
+        memset(t, 0, sizeof *t);
+        pb_in sub = pb_sub(in, &f, "ModelProto.self_test_data.samples");
+        while ((rc = pb_next(&sub, &g)) == 1) {
+            if (g.num != 1 && g.num != 2)
+                continue;
+            if ((rc = pb_want(&sub, &g, PB_LEN, g.num == 1 ? "input" : "expected")))
+                return rc;
+            *(g.num == 1 ? &t->input : &t->expected) = (tok_span){g.off, g.len};
+        }
+        if (rc)
+            return rc;
+    }
+    return rc;
+}
+
 static void norm_defaults(tok_norm *n)
 {
     memset(n, 0, sizeof *n);
@@ -324,10 +360,14 @@ int tok_parse_model_proto(tokenizer *tok)
                 return rc;
             break;
         }
-        case 4: /* self_test_data: not used for encoding */
+        case 4: {
             if ((rc = pb_want(&in, &f, PB_LEN, "self_test_data")))
                 return rc;
+            pb_in sub = pb_sub(&in, &f, "ModelProto.self_test_data");
+            if ((rc = parse_self_test(&sub, tok)))
+                return rc;
             break;
+        }
         default:
             break;
         }

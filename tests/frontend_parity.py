@@ -259,6 +259,30 @@ def run(cochlea, shared, tmp):
     mean, std = ref.stats_mean_std(stats)
     c, a = features(path, "--stats", stats, dump_audio=True)  # the 48 kHz stereo file
     compare("MVN with a synthetic feats_stats.npz (48 kHz stereo)", c, a, mel80, mean, std, espnet_f32=True)
+    # a model file (tools/gguf.py) carrying 128-mel frontend settings, melmat and statistics
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+    import gguf  # noqa: E402
+    w = gguf.GGUFWriter()
+    w.add_string("general.architecture", "owsm_ctc")
+    for k, v in (("sample_rate", 16000), ("n_fft", 512), ("win_length", 400), ("hop_length", 160),
+                 ("n_mels", 128)):
+        w.add_u32("owsm_ctc." + k, v)
+    w.add_f32("owsm_ctc.fmin", 0.0)
+    w.add_f32("owsm_ctc.fmax", 8000.0)
+    mm = (ref.slaney_melmat(n_mels=128).T * np.float32(1.25)).astype(np.float32)  # a model's own matrix
+    m128 = rng.normal(-14, 2, 128).astype(np.float32)
+    s128 = rng.uniform(3, 6, 128).astype(np.float32)
+    w.add_tensor("frontend.logmel.melmat", mm, "f32")
+    w.add_tensor("normalize.mean", m128, "f32")
+    w.add_tensor("normalize.std", s128, "f32")
+    model = os.path.join(tmp, "frontend.gguf")
+    w.write(model)
+    c, a = features(path, "-m", model, dump_audio=True)
+    compare("-m model file (128 mels, its melmat and MVN)", c, a, np.ascontiguousarray(mm.T), m128, s128,
+            espnet_f32=True)
+    c, a = features(path, "-m", model, "--no-mvn", dump_audio=True)
+    compare("-m model file --no-mvn", c, a, np.ascontiguousarray(mm.T), espnet_f32=True)
+
     shared_stats = os.path.join(shared, "owsm", "feats_stats.npz") if shared else ""
     if shared_stats and os.path.exists(shared_stats):
         mean, std = ref.stats_mean_std(shared_stats)

@@ -15,6 +15,7 @@ missing.
 """
 
 import contextlib
+import importlib.util
 import io
 import json
 import math
@@ -36,14 +37,12 @@ for f in ("config.yaml", "bpe.model", "feats_stats.npz"):
     if not os.path.isfile(os.path.join(OWSM, f)):
         print(f"SKIP: {os.path.join(OWSM, f)} is absent (the released OWSM assets)")
         sys.exit(77)
-try:
-    import numpy as np
-    import torch
-    import yaml  # noqa: F401
-    import sentencepiece  # noqa: F401
-except ImportError as e:
-    print(f"SKIP: {sys.executable} lacks a module the reference needs ({e})")
+_missing = [m for m in ("numpy", "torch", "yaml", "sentencepiece") if importlib.util.find_spec(m) is None]
+if _missing:
+    print(f"SKIP: {sys.executable} lacks {', '.join(_missing)} (needed by the reference)")
     sys.exit(77)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path[:0] = [os.path.join(SRC, "tools"), os.path.join(SRC, "tests", "ref")]
 import convert_owsm_ctc as conv  # noqa: E402
@@ -158,7 +157,8 @@ def check_file(path, sd, h, target, spm_bytes):
         "tokenizer.ggml.eos_token_id": h.ids["eos"],
     }
     wrong = [f"{k}={kv.get(k)!r} (want {v!r})" for k, v in want_kv.items() if kv.get(k) != v]
-    check(not wrong, f"{target}: {len(want_kv)} hyper-parameter keys" + ("" if not wrong else ": " + ", ".join(wrong)))
+    check(not wrong, f"{target}: {len(want_kv)} hyper-parameter keys"
+          + ("" if not wrong else ": " + ", ".join(wrong)))
     check(abs(kv.get(A + "attention.layer_norm_epsilon", 0) - 1e-12) < 1e-18
           and abs(kv.get(A + "log_floor", 0) - 1e-10) < 1e-16, f"{target}: eps and log floor")
     cross = [i for i, v in enumerate(h.cross_attention) if v]
@@ -209,7 +209,8 @@ def main():
               and np.array_equal(conv.slaney_melmat(16000, 512, 80, 0.0, 8000.0), mel.T),
               "melmat = reference Slaney filterbank (checkpoint and converter fallback)")
         mean, std = conv.mvn_from_stats(os.path.join(OWSM, "feats_stats.npz"), 1e-20)
-        check(np.array_equal(sd["normalize.mean"].numpy(), mean) and np.array_equal(sd["normalize.std"].numpy(), std),
+        check(np.array_equal(sd["normalize.mean"].numpy(), mean)
+              and np.array_equal(sd["normalize.std"].numpy(), std),
               "normalize.mean/std = GlobalMVN of the released feats_stats.npz")
         check(abs(mean[0] + 17.5033) < 1e-3 and abs(std[0] - 7.6125) < 1e-3 and abs(mean[79] + 20.4279) < 1e-3
               and abs(std[79] - 4.2730) < 1e-3, "MVN sanity values of spec section 1")
@@ -314,11 +315,13 @@ def main():
                   f"mean {diff.mean():.2g})")
             res = json.load(open(js, encoding="utf-8"))
             check(len(res["frame_argmax"][0]) == 376 and res["prefix"] == [31, 155]
-                  and res["prompt_ids"] == [2], "reference run: 376 positions, prefix <eng><asr>, prompt <na>")
+                  and res["prompt_ids"] == [2],
+                  "reference run: 376 positions, prefix <eng><asr>, prompt <na>")
 
         # cochlea info, when the program has the command
-        if COCHLEA and os.access(COCHLEA, os.X_OK) and subprocess.run(
-                [COCHLEA, "help", "info"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0:
+        has_info = COCHLEA and os.access(COCHLEA, os.X_OK) and subprocess.run(
+            [COCHLEA, "help", "info"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+        if has_info:
             total = sum(v.numel() for v in sd.values())
             for t, path in outs.items():
                 p = subprocess.run([COCHLEA, "info", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

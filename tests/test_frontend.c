@@ -19,6 +19,8 @@
 #include "frontend/audio.h"
 #include "frontend/fbank.h"
 #include "frontend/stft.h"
+#include "gguf.h"
+#include "tensor.h"
 #include "testutil.h"
 
 /* ---- temporary files ---------------------------------------------------------------------- */
@@ -452,6 +454,49 @@ START_TEST(test_audio_pull_equals_load)
         free(x);
         free(y);
     }
+}
+END_TEST
+
+struct load_job {
+    const char *path;
+    float *x;
+    size_t n;
+    int rc;
+};
+
+static void *load_thread(void *arg)
+{
+    struct load_job *j = arg;
+    j->rc = cochlea_audio_load(j->path, NULL, &j->x, &j->n);
+    return NULL;
+}
+
+START_TEST(test_audio_threads)
+{
+    /* readers with resamplers created and run on four threads at once give the same samples as
+     * one thread */
+    const size_t n = 44100;
+    float *x = make_tone(n, 523.0, 0.4, 44100);
+    const char *path = tmp_path("threads.wav");
+    ck_assert_int_eq(write_sf(path, SF_FORMAT_WAV | SF_FORMAT_FLOAT, 44100, 1, x, (sf_count_t)n), 0);
+    float *ref;
+    size_t n_ref;
+    ck_assert_int_eq(cochlea_audio_load(path, NULL, &ref, &n_ref), COCHLEA_OK);
+    pthread_t th[4];
+    struct load_job jobs[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (struct load_job){path, NULL, 0, -1};
+        pthread_create(&th[i], NULL, load_thread, &jobs[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(jobs[i].rc, COCHLEA_OK);
+        ck_assert_uint_eq(jobs[i].n, n_ref);
+        ck_assert_int_eq(memcmp(jobs[i].x, ref, n_ref * sizeof(float)), 0);
+        cochlea_audio_samples_free(jobs[i].x);
+    }
+    cochlea_audio_samples_free(ref);
+    free(x);
 }
 END_TEST
 
@@ -1086,6 +1131,110 @@ START_TEST(test_fbank_threads)
 }
 END_TEST
 
+/* A model file image with the frontend keys and tensors; melmat in `mat_type` (F32 or F16);
+ * skip = 1 leaves out the n_fft key, skip = 2 gives melmat a wrong shape. */
+static void *make_frontend_gguf(const float *mat, const float *mean, const float *std, enum cochlea_type mat_type,
+                                int skip, size_t *size)
+{
+    gguf_writer *w;
+    ck_assert_int_eq(gguf_writer_new(&w), COCHLEA_OK);
+    gguf_writer_set_str(w, "general.architecture", "owsm_ctc");
+    gguf_writer_set_u32(w, "owsm_ctc.sample_rate", 16000);
+    if (skip != 1)
+        gguf_writer_set_u32(w, "owsm_ctc.n_fft", 512);
+    gguf_writer_set_u32(w, "owsm_ctc.win_length", 400);
+    gguf_writer_set_u32(w, "owsm_ctc.hop_length", 160);
+    gguf_writer_set_u32(w, "owsm_ctc.n_mels", 80);
+    gguf_writer_set_f32(w, "owsm_ctc.fmin", 0.0f);
+    gguf_writer_set_f32(w, "owsm_ctc.fmax", 8000.0f);
+    const int64_t ne_mat[2] = {80, skip == 2 ? 256 : 257}, ne_vec[1] = {80};
+    uint16_t *half = NULL;
+    if (mat_type == COCHLEA_TYPE_F16) {
+        half = malloc(257 * 80 * sizeof *half);
+        f32_to_fp16_array(mat, half, 257 * 80);
+    }
+    ck_assert_int_eq(gguf_writer_add_tensor(w, "frontend.logmel.melmat", mat_type, 2, ne_mat,
+                                            half ? (const void *)half : (const void *)mat), COCHLEA_OK);
+    ck_assert_int_eq(gguf_writer_add_tensor(w, "normalize.mean", COCHLEA_TYPE_F32, 1, ne_vec, mean), COCHLEA_OK);
+    ck_assert_int_eq(gguf_writer_add_tensor(w, "normalize.std", COCHLEA_TYPE_F32, 1, ne_vec, std), COCHLEA_OK);
+    void *buf;
+    ck_assert_int_eq(gguf_writer_write_memory(w, &buf, size), COCHLEA_OK);
+    gguf_writer_free(w);
+    free(half);
+    return buf;
+}
+
+START_TEST(test_fbank_from_model_file)
+{
+    /* the model's melmat and statistics are used (a filterbank scaled by 1.5 and arbitrary MVN
+     * statistics give exactly what the same arrays passed directly give), F16 matrices are
+     * converted, and missing keys or wrong shapes are errors naming them */
+    float *mat = test_alloc(257 * 80), mean[80], std[80];
+    ck_assert_int_eq(fbank_slaney_melmat(16000, 512, 80, 0, 8000, mat), COCHLEA_OK);
+    for (int i = 0; i < 257 * 80; i++)
+        mat[i] *= 1.5f;
+    for (int m = 0; m < 80; m++) {
+        mean[m] = -12.0f - 0.1f * (float)m;
+        std[m] = 3.0f + 0.05f * (float)m;
+    }
+    const size_t n = 8000, T = 1 + n / 160;
+    float *x = test_alloc(n), *a = test_alloc(T * 80), *b = test_alloc(T * 80);
+    test_fill(&(test_rng){13}, x, n, -0.5f, 0.5f);
+    for (int variant = 0; variant < 2; variant++) {
+        enum cochlea_type type = variant ? COCHLEA_TYPE_F16 : COCHLEA_TYPE_F32;
+        size_t size;
+        void *img = make_frontend_gguf(mat, mean, std, type, 0, &size);
+        gguf_file *f;
+        ck_assert_int_eq(gguf_open_memory(img, size, &f), COCHLEA_OK);
+        cochlea_fbank_params p;
+        float *storage;
+        ck_assert_msg(fbank_params_from_gguf(f, &p, &storage) == COCHLEA_OK, "%s", cochlea_last_error());
+        ck_assert_int_eq(p.n_mels, 80);
+        ck_assert_int_eq(p.hop_length, 160);
+        ck_assert_ptr_nonnull(p.melmat);
+        ck_assert_ptr_nonnull(p.mvn_mean);
+        cochlea_fbank *fa, *fd;
+        ck_assert_int_eq(cochlea_fbank_create(&p, &fa), COCHLEA_OK);
+        free(storage);
+        gguf_close(f);
+        free(img);
+        cochlea_fbank_params q = cochlea_fbank_default_params();
+        float *expect = test_alloc(257 * 80);
+        for (int i = 0; i < 257 * 80; i++)
+            expect[i] = variant ? fp16_to_f32(f32_to_fp16(mat[i])) : mat[i];
+        q.melmat = expect;
+        q.mvn_mean = mean;
+        q.mvn_std = std;
+        ck_assert_int_eq(cochlea_fbank_create(&q, &fd), COCHLEA_OK);
+        size_t got;
+        ck_assert_int_eq(cochlea_fbank_compute(fa, x, n, a, T, &got), COCHLEA_OK);
+        ck_assert_int_eq(cochlea_fbank_compute(fd, x, n, b, T, &got), COCHLEA_OK);
+        ck_assert_int_eq(memcmp(a, b, T * 80 * sizeof(float)), 0);
+        cochlea_fbank_free(fa);
+        cochlea_fbank_free(fd);
+        free(expect);
+    }
+    for (int skip = 1; skip <= 2; skip++) {
+        size_t size;
+        void *img = make_frontend_gguf(mat, mean, std, COCHLEA_TYPE_F32, skip, &size);
+        gguf_file *f;
+        ck_assert_int_eq(gguf_open_memory(img, size, &f), COCHLEA_OK);
+        cochlea_fbank_params p;
+        float *storage = (float *)1;
+        ck_assert_int_eq(fbank_params_from_gguf(f, &p, &storage), COCHLEA_EFORMAT);
+        ck_assert_ptr_null(storage);
+        ck_assert_msg(strstr(cochlea_last_error(), skip == 1 ? "owsm_ctc.n_fft" : "frontend.logmel.melmat") != NULL,
+                      "%s", cochlea_last_error());
+        gguf_close(f);
+        free(img);
+    }
+    free(mat);
+    free(x);
+    free(a);
+    free(b);
+}
+END_TEST
+
 /* ---- .npz statistics ------------------------------------------------------------------------ */
 
 /* Bytes of a .npy v1.0 file holding `count` values of `descr` with shape text `shape`. */
@@ -1340,6 +1489,7 @@ int main(void)
     tcase_add_test(tc, test_audio_channels);
     tcase_add_test(tc, test_audio_raw);
     tcase_add_test(tc, test_audio_pull_equals_load);
+    tcase_add_test(tc, test_audio_threads);
     tcase_add_test(tc, test_audio_stdin_pipe);
     tcase_add_test(tc, test_audio_stdin_file_and_empty);
     tcase_add_test(tc, test_audio_bad_input);
@@ -1357,6 +1507,7 @@ int main(void)
     tcase_add_test(tf, test_fbank_matches_slow_path);
     tcase_add_test(tf, test_fbank_silence_and_mvn);
     tcase_add_test(tf, test_fbank_model_melmat);
+    tcase_add_test(tf, test_fbank_from_model_file);
     tcase_add_test(tf, test_fbank_streaming_exact);
     tcase_add_test(tf, test_fbank_threads);
     tcase_add_test(tf, test_stats_npz);

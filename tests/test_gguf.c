@@ -1531,6 +1531,8 @@ START_TEST(test_quantize_choose)
     ck_assert_int_eq(gguf_quantize_choose(&t, &p), COCHLEA_TYPE_F32);
     t.name = "blk.0.ffn_norm.weight";
     ck_assert_int_eq(gguf_quantize_choose(&t, &p), COCHLEA_TYPE_F32);
+    t.name = "frontend.logmel.melmat"; /* feature constants stay exact */
+    ck_assert_int_eq(gguf_quantize_choose(&t, &p), COCHLEA_TYPE_F32);
     ck_assert_int_eq(tensor_init(&t, COCHLEA_TYPE_BF16, 3, ne_c), 0);
     t.name = "enc.conv.weight"; /* conv kernel of width 3: no Q8_0 blocks, so F16 */
     ck_assert_int_eq(gguf_quantize_choose(&t, &p), COCHLEA_TYPE_F16);

@@ -660,6 +660,33 @@ START_TEST(test_decode)
 }
 END_TEST
 
+/* Self-test samples in the model are checked at load, as sentencepiece does. */
+START_TEST(test_self_test)
+{
+    tmodel m = uni_model();
+    for (int good = 1; good >= 0; good--) {
+        pbw w = build_model(&m), st = {0}, sample = {0};
+        pbw_len(&sample, 1, "abc ab", 6);
+        const char *expected = good ? SP "abc " SP "a b" : SP "abc " SP "ab";
+        pbw_len(&sample, 2, expected, strlen(expected));
+        pbw_len(&st, 1, sample.p, sample.n);
+        pbw_len(&w, 4, st.p, st.n);
+        tokenizer *tok;
+        int rc = tokenizer_load_memory(w.p, w.n, "selftest.model", &tok);
+        if (good) {
+            ck_assert_msg(rc == 0, "%s", cochlea_last_error());
+            tokenizer_free(tok);
+        } else {
+            ck_assert_int_eq(rc, COCHLEA_EFORMAT);
+            ck_assert_ptr_nonnull(strstr(cochlea_last_error(), "self-test sample 0"));
+        }
+        free(w.p);
+        free(st.p);
+        free(sample.p);
+    }
+}
+END_TEST
+
 START_TEST(test_denormalizer)
 {
     static const rule den[] = {{"ab", "X"}, {",", ";"}};
@@ -1066,6 +1093,7 @@ static Suite *tokenizer_suite(void)
     tcase_add_test(tc, test_word_char);
     tcase_add_test(tc, test_decode);
     tcase_add_test(tc, test_denormalizer);
+    tcase_add_test(tc, test_self_test);
     tcase_add_test(tc, test_corrupt_crafted);
     tcase_add_test(tc, test_corrupt_charsmap_value);
     tcase_add_test(tc, test_corrupt_truncated);

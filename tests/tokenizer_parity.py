@@ -178,6 +178,8 @@ def edit_model(blob, piece_type=None, trainer=None, normalizer=None):
     top = pb_fields(blob)
     out, k = [], 0
     for num, wt, val in top:
+        if num == 4:  # self_test_data no longer holds for an edited model
+            continue
         if num == 1 and piece_type:
             f = pb_fields(val)
             piece = next((v for n, w, v in f if n == 1), b"")
@@ -231,7 +233,7 @@ def make_models(work, shared, train_lines):
                                           byte_fallback=True,
                                           user_defined_symbols="<sep>,<eng>")))
     models.append(("bpe", train(work, "bpe", text_file, model_type="bpe", vocab_size=1500,
-                                user_defined_symbols=uds)))
+                                user_defined_symbols=uds, self_test_sample_size=200)))
     models.append(("bpe_bytes", train(work, "bpe_bytes", text_file, model_type="bpe", vocab_size=2000,
                                       byte_fallback=True, user_defined_symbols="<sep>")))
     models.append(("unigram_identity", train(work, "unigram_identity", text_file, model_type="unigram",

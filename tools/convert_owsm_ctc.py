@@ -95,11 +95,13 @@ def parse_config(cfg, where="config.yaml"):
          "frontend_conf sizes out of range")
     need(cfg.get("normalize") == "global_mvn", f"normalize {cfg.get('normalize')!r} is not global_mvn")
     nc = dict(cfg.get("normalize_conf") or {})
-    need(nc.get("norm_means", True) and nc.get("norm_vars", True), "normalize_conf must normalise means and variances")
+    need(nc.get("norm_means", True) and nc.get("norm_vars", True),
+         "normalize_conf must normalise means and variances")
     h["stats_file"] = nc.get("stats_file")
     h["mvn_eps"] = float(nc.get("eps", 1.0e-20))
 
-    need(cfg.get("encoder") == "e_branchformer_ctc", f"encoder {cfg.get('encoder')!r} is not e_branchformer_ctc")
+    need(cfg.get("encoder") == "e_branchformer_ctc",
+         f"encoder {cfg.get('encoder')!r} is not e_branchformer_ctc")
     ec = dict(cfg.get("encoder_conf") or {})
     for k, default, want in (("attention_layer_type", "rel_selfattn", "selfattn"),
                              ("pos_enc_layer_type", "rel_pos", "abs_pos"),
@@ -109,7 +111,8 @@ def parse_config(cfg, where="config.yaml"):
                              ("ffn_activation_type", "swish", "swish"),
                              ("positionwise_layer_type", "linear", "linear"),
                              ("layer_drop_rate", 0.0, 0.0)):
-        need(ec.get(k, default) == want, f"encoder_conf.{k} = {ec.get(k, default)!r}, only {want!r} is supported")
+        need(ec.get(k, default) == want,
+             f"encoder_conf.{k} = {ec.get(k, default)!r}, only {want!r} is supported")
     h["d_model"] = int(ec.get("output_size", 256))
     h["heads"] = int(ec.get("attention_heads", 4))
     h["cgmlp_units"] = int(ec.get("cgmlp_linear_units", 2048))

@@ -270,13 +270,13 @@ static int run(int argc, char **argv)
     int rc, status = 1;
     cochlea_audio *au = NULL;
     cochlea_fbank *fb = NULL;
-    float *samples = NULL, *frames = NULL, *audio = NULL;
+    float *samples = NULL, *frames = NULL, *audio = NULL, *model_arrays = NULL;
     size_t audio_len = 0, audio_cap = 0;
     sink out;
     memset(&out, 0, sizeof out);
 
     if (o.c.model) {
-        if ((rc = gguf_open(o.c.model, &model)) || (rc = fbank_params_from_gguf(model, &fp))) {
+        if ((rc = gguf_open(o.c.model, &model)) || (rc = fbank_params_from_gguf(model, &fp, &model_arrays))) {
             cli_lib_error(rc, "");
             goto done;
         }
@@ -428,6 +428,7 @@ done:
     free(samples);
     free(frames);
     free(audio);
+    free(model_arrays);
     cochlea_audio_close(au);
     cochlea_fbank_free(fb);
     gguf_close(model);

@@ -20,7 +20,7 @@ static const char usage[] =
     "    and not containing \"norm\") get the target type; with q8_0, matrices whose innermost\n"
     "    dimension (ne[0], the last PyTorch dimension) is not a multiple of 32 get f16 instead\n"
     "    (q8_0 stores blocks of 32 values), e.g. convolution kernels of width 3;\n"
-    "  - 1-D tensors, norms and biases are stored as f32;\n"
+    "  - 1-D tensors, norms, biases and frontend.* constants are stored as f32;\n"
     "  - integer tensors and tensors matching --keep are copied unchanged.\n"
     "The output never replaces the input file.\n"
     "\n"

@@ -675,6 +675,8 @@ def load_config(path):
     tl = cfg.get("token_list") if isinstance(cfg, dict) else None
     if isinstance(tl, str):  # a token list file, one token per line
         tl_path = _resolve(os.path.dirname(path), tl)
+        if tl_path is None:
+            raise OwsmConfigError(f"{path}: token_list file {tl} not found")
         with open(tl_path, encoding="utf-8") as f:
             cfg["token_list"] = [line.rstrip("\n") for line in f]
     return cfg
@@ -1226,4 +1228,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (ValueError, OSError) as e:  # bad input: one line, no traceback
+        print(f"owsm_ctc.py: error: {e}", file=sys.stderr)
+        sys.exit(1)
