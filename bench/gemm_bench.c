@@ -7,8 +7,8 @@
  *   shape  M  K  N  threads  impl  median_ms  gflops
  * impl: ours-f32, ours-bf16, ours-int8 (gemm_linear at that precision, F32 weights packed at
  * load with gemm_prepare, bias added), onednn-f32, onednn-bf16, onednn-int8 (raw primitives,
- * no bias), openblas-f32 (cblas_sgemm on the same layout). Medians over --reps runs after one
- * warm-up run; each run is one full product. */
+ * no bias), openblas-f32 (cblas_sgemm on the same layout). Medians over --reps runs after a
+ * warm-up (time_median); each run is one full product. */
 #include "config.h"
 
 #include <math.h>
@@ -67,15 +67,22 @@ static int cmp_double(const void *a, const void *b)
 
 typedef int (*run_fn)(void *arg);
 
-/* Median seconds of `reps` runs after one warm-up; fewer runs (at least 3) when one run is long. */
+/* Median seconds of `reps` runs (at least 3; fewer than asked when one run is long) after a
+ * warm-up of at least 3 runs and 0.3 s: the first calls after threads start are slow on some
+ * machines (idle cores, or virtual CPUs, waking up), and one warm-up call is not enough. */
 static double time_median(run_fn fn, void *arg, int reps, double budget_s, int *err)
 {
-    double t0 = now_s();
-    if (fn(arg) != 0) {
-        *err = 1;
-        return 0;
+    double t0 = now_s(), first = 0;
+    for (int i = 0; i < 3 || now_s() - t0 < 0.3; i++) {
+        double a = now_s();
+        if (fn(arg) != 0) {
+            *err = 1;
+            return 0;
+        }
+        first = now_s() - a;
+        if (now_s() - t0 > budget_s)
+            break;
     }
-    double first = now_s() - t0;
     if (first * reps > budget_s)
         reps = (int)(budget_s / (first > 0 ? first : 1e-9));
     if (reps < 3)

@@ -13,17 +13,24 @@ import time
 
 
 def time_median(fn, reps, budget):
+    """Median of reps timed runs after a warm-up of at least 3 runs and 0.3 s (as gemm_bench)."""
     t0 = time.perf_counter()
-    fn()  # warm-up
-    first = time.perf_counter() - t0
+    first, i = 0.0, 0
+    while i < 3 or time.perf_counter() - t0 < 0.3:
+        a = time.perf_counter()
+        fn()
+        first = time.perf_counter() - a
+        i += 1
+        if time.perf_counter() - t0 > budget:
+            break
     if first * reps > budget:
         reps = int(budget / max(first, 1e-9))
     reps = max(reps, 3)
     times = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        a = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(time.perf_counter() - a)
     return statistics.median(times)
 
 

@@ -4,8 +4,9 @@
  * oneDNN 2.6 C API. Every primitive runs with a user-provided scratchpad (one buffer per gemm
  * object): oneDNN's global primitive cache may hand two gemm objects the same implementation,
  * and with its own scratchpad each can run it concurrently. oneDNN's CPU runtime on Debian is
- * OpenMP: the thread count is set with omp_set_num_threads before each execution (a setting of
- * the calling thread only).
+ * OpenMP: the thread count is set with omp_set_num_threads before each primitive is created
+ * (oneDNN plans the work split then) and before each execution (a setting of the calling thread
+ * only).
  *
  * Only kernels other than oneDNN's reference ones are used ("ref:any" is correct but orders of
  * magnitude slower); a product without one runs the next lower path (int8 -> bf16 -> f32,
@@ -316,6 +317,8 @@ static struct prim *prim_create(gemm *g, const struct prim_key *k, const dnnl_me
     dnnl_primitive_desc_t pd = NULL;
     int dense_out = 0;
     dnnl_status_t s = dnnl_unimplemented;
+    /* oneDNN plans a primitive's work split for the thread count in force when it is created */
+    set_threads(g);
     for (int i = 0; i < ncand && s != dnnl_success; i++)
         s = make_fast_pd(d, k, cands[i], &pd, &dense_out);
     if (s != dnnl_success && any_md)
@@ -513,12 +516,12 @@ static int reorder(gemm *g, const dnnl_memory_desc_t *smd, const void *sdata, co
     dnnl_primitive_t r = NULL;
     dnnl_memory_t ms = NULL, md_ = NULL;
     dnnl_status_t s;
+    set_threads(g);
     if ((s = dnnl_reorder_primitive_desc_create(&rpd, smd, d->eng, md, d->eng, NULL)) ||
         (s = dnnl_primitive_create(&r, rpd)) || (s = dnnl_memory_create(&ms, smd, d->eng, handle(sdata))) ||
         (s = dnnl_memory_create(&md_, md, d->eng, ddata)))
         goto out;
     dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, ms}, {DNNL_ARG_TO, md_}};
-    set_threads(g);
     if ((s = dnnl_primitive_execute(r, d->st, 2, args)) == dnnl_success)
         s = dnnl_stream_wait(d->st);
 out:

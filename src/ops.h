@@ -25,7 +25,8 @@
  * on one thread in a fixed order, so results are bit-identical for any thread count (the one
  * exception is ops_attention's GEMM path, see there). Outputs may alias inputs exactly
  * (in place) unless stated otherwise; partial overlaps are not allowed. Sizes <= 0 do nothing.
- * AVX-512 builds use vectorised exp/expm1/erfc (max error about 3 ulp); other builds use libm. */
+ * AVX-512 builds use vectorised exp/expm1/erfc (measured max error: sigmoid, tanh, SiLU, ELU
+ * <= 3.4 ulp, GELU 5.8 ulp); other builds use libm. */
 
 /* ---- elementwise arithmetic on n contiguous values ---- */
 
