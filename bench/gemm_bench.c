@@ -324,7 +324,11 @@ int main(int argc, char **argv)
                 continue;
         }
         size_t nx = (size_t)(s->M * s->K), ny = (size_t)(s->M * s->N), nw = (size_t)(s->N * s->K);
-        float *x = malloc(nx * sizeof(float)), *y = malloc(ny * sizeof(float)), *bias = malloc((size_t)s->N * sizeof(float));
+        /* 64-byte aligned like the library's tensors (malloc's 16-byte alignment splits the
+         * kernels' 64-byte stores across cache lines) */
+        float *x = aligned_alloc(64, (nx * sizeof(float) + 63) & ~(size_t)63);
+        float *y = aligned_alloc(64, (ny * sizeof(float) + 63) & ~(size_t)63);
+        float *bias = aligned_alloc(64, ((size_t)s->N * sizeof(float) + 63) & ~(size_t)63);
         tensor W;
         int64_t ne[2] = {s->K, s->N};
         if (!x || !y || !bias || tensor_new(&W, COCHLEA_TYPE_F32, 2, ne) != 0) {

@@ -66,6 +66,8 @@ void *gemm_buf_get(gemm *g, gemm_buf *b, size_t size)
 {
     if (size <= b->size && b->p)
         return b->p;
+    if (size == 0)
+        size = 1;
     size_t alloc;
     /* grow by at least 1/4 to avoid reallocating for slowly growing sizes */
     if (size_add(size, size / 4, &alloc) || size_add(alloc, 63, &alloc))
@@ -474,17 +476,18 @@ static void omp_trampoline(void *p)
 
 void gemm_parallel(cochlea_ctx *ctx, int omp, int64_t work, void (*fn)(void *arg, int ith, int nth), void *arg)
 {
-    int64_t cap = work / GEMM_GRAIN;
-    int nth = ctx->n_threads < cap ? ctx->n_threads : (int)cap;
-    if (nth <= 1) {
+    /* All the context's threads or none: libgomp ends the surplus threads of a team when the next
+     * region is smaller and starts new ones when it grows again, so a region of another size
+     * between two oneDNN products would cost a thread creation per thread and call. */
+    if (ctx->n_threads <= 1 || work < 2 * GEMM_GRAIN) {
         fn(arg, 0, 1);
         return;
     }
 #ifdef HAVE_GOMP
     if (omp) {
-        /* libgomp's entry point for `#pragma omp parallel num_threads(nth)` */
+        /* libgomp's entry point for `#pragma omp parallel num_threads(n)` */
         struct omp_wrap w = {fn, arg};
-        GOMP_parallel(omp_trampoline, &w, (unsigned)nth, 0);
+        GOMP_parallel(omp_trampoline, &w, (unsigned)ctx->n_threads, 0);
         return;
     }
 #else

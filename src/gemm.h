@@ -35,7 +35,14 @@
  * Threads: a context's gemm object (and its caches and scratch buffers) may be used by one
  * thread at a time; different contexts may run concurrently in different threads. The
  * context's n_threads is applied to OpenBLAS (openblas_set_num_threads, which is process-wide)
- * and to oneDNN (omp_set_num_threads for the calling thread) before every product. */
+ * and to oneDNN (omp_set_num_threads for the calling thread) before every product; the per-call
+ * conversions run on the same OpenMP team, always with all n_threads threads or with one
+ * (libgomp ends and restarts threads whenever the team size changes).
+ * Note for callers: libgomp's idle threads spin for a while (about a millisecond) after each
+ * product before they sleep, and compete with the context's thread pool for cores; measured on
+ * 2 cores, a 2-thread pool task started right after an OpenMP region ran 1.9x slower. Setting
+ * OMP_WAIT_POLICY=passive in the environment (before the program starts) removes that, at the
+ * cost of a wake-up per product. */
 #ifndef COCHLEA_GEMM_H
 #define COCHLEA_GEMM_H
 

@@ -44,10 +44,10 @@ uint64_t gemm_weight_fingerprint(const tensor *W);
 
 /* ---- conversion kernels (AVX-512 when the CPU has it, scalar otherwise) ---------------- */
 
-/* Run fn(arg, ith, nth) for every ith < nth, with nth at most the context's thread count and
- * small enough that each thread gets about GEMM_GRAIN units of `work`: on the OpenMP team that
- * oneDNN uses (omp != 0 and libgomp linked: the threads that are already awake for the product,
- * so the two never compete for cores) or else on the context's thread pool. */
+/* Run fn(arg, ith, nth) for every ith < nth: nth = 1 when `work` (elements) is below
+ * 2 * GEMM_GRAIN, else nth = the context's thread count, on the OpenMP team that oneDNN uses
+ * (omp != 0 and libgomp linked: the threads that are already awake for the product, so the two
+ * never compete for cores) or else on the context's thread pool. */
 void gemm_parallel(cochlea_ctx *ctx, int omp, int64_t work, void (*fn)(void *arg, int ith, int nth), void *arg);
 #define GEMM_GRAIN 16384
 

@@ -188,6 +188,42 @@ START_TEST(test_bf16_kernels)
 }
 END_TEST
 
+/* gemm_parallel runs a task on all of the context's threads or on one: a team of another size
+ * between two oneDNN products made libgomp end and restart threads on every call. */
+struct par_rec {
+    int calls[8];
+    int nth[8];
+};
+
+static void par_task(void *arg, int ith, int nth)
+{
+    struct par_rec *r = arg;
+    if (ith >= 0 && ith < 8) {
+        r->calls[ith]++;
+        r->nth[ith] = nth;
+    }
+}
+
+START_TEST(test_parallel_team_size)
+{
+    cochlea_ctx *c = make_ctx(3, COCHLEA_PRECISION_F32);
+    static const int64_t works[] = {1, GEMM_GRAIN, 2 * GEMM_GRAIN, 2 * GEMM_GRAIN + 1, 100 * GEMM_GRAIN};
+    for (int omp = 0; omp < 2; omp++)
+        for (size_t w = 0; w < sizeof works / sizeof works[0]; w++) {
+            struct par_rec r;
+            memset(&r, 0, sizeof r);
+            gemm_parallel(c, omp, works[w], par_task, &r);
+            int want = works[w] < 2 * GEMM_GRAIN ? 1 : 3;
+            for (int i = 0; i < 8; i++) {
+                ck_assert_int_eq(r.calls[i], i < want ? 1 : 0);
+                if (i < want)
+                    ck_assert_int_eq(r.nth[i], want);
+            }
+        }
+    ctx_free(c);
+}
+END_TEST
+
 /* ---- gemm_f32 -------------------------------------------------------------------------- */
 
 static void check_f32_case(cochlea_ctx *c, test_rng *r, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
@@ -661,6 +697,7 @@ static Suite *gemm_suite(void)
         const TTest *test;
     } cases[] = {
         {"bf16_kernels", test_bf16_kernels},
+        {"parallel_team_size", test_parallel_team_size},
         {"f32_shapes", test_f32_shapes},
         {"f32_empty", test_f32_empty},
         {"linear_f32_weights", test_linear_f32_weights},
