@@ -1,5 +1,6 @@
 /* main.c - the `cochlea` program: dispatch to one subcommand per file in src/cli/. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -33,6 +34,9 @@ static void print_overview(FILE *f)
 
 int main(int argc, char **argv)
 {
+    /* oneDNN's OpenMP threads would otherwise spin after each product and compete with our own
+     * pool for the cores (src/gemm.h); the user's setting wins. Must precede any OpenMP use. */
+    setenv("OMP_WAIT_POLICY", "passive", 0);
     if (argc < 2) {
         print_overview(stderr);
         return 2;
