@@ -2,6 +2,7 @@
 #include "error.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define ERR_MSG_MAX 1024
@@ -85,4 +86,22 @@ void log_write(enum cochlea_log_level level, const char *fmt, ...)
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     log_fn(level, buf, log_user);
+}
+
+int mem_grow(void **arr, int64_t *cap, int64_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    int64_t nc = *cap ? *cap * 2 : 16;
+    while (nc < need)
+        nc *= 2;
+    size_t bytes;
+    if (size_mul((size_t)nc, elem, &bytes))
+        return -1;
+    void *p = realloc(*arr, bytes);
+    if (!p)
+        return -1;
+    *arr = p;
+    *cap = nc;
+    return 0;
 }

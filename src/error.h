@@ -12,6 +12,10 @@
 #define COCHLEA_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #define COCHLEA_PRINTF(a, b)
+/* Grow a realloc'ed array of elem-sized items (capacity doubling from 16) so that it holds at
+ * least `need` items; returns 0, or -1 on overflow or allocation failure (array unchanged). */
+int mem_grow(void **arr, int64_t *cap, int64_t need, size_t elem);
+
 #endif
 
 /* Record a detailed thread-local message for `code` and return `code`, so callers can write
@@ -63,5 +67,9 @@ static inline int u64_add(uint64_t a, uint64_t b, uint64_t *out)
     *out = a + b;
     return 0;
 }
+
+/* Grow a realloc'ed array of elem-sized items (capacity doubling from 16) so that it holds at
+ * least `need` items; returns 0, or -1 on overflow or allocation failure (array unchanged). */
+int mem_grow(void **arr, int64_t *cap, int64_t need, size_t elem);
 
 #endif

@@ -202,25 +202,6 @@ static int take_string(cursor *c, const char *what, const char **out, uint64_t *
     return COCHLEA_OK;
 }
 
-/* Grow a dynamic array of elem-sized items so that it can hold need items. */
-static int grow(void **arr, int64_t *cap, int64_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    int64_t nc = *cap ? *cap * 2 : 16;
-    while (nc < need)
-        nc *= 2;
-    size_t bytes;
-    if (size_mul((size_t)nc, elem, &bytes))
-        return -1;
-    void *p = realloc(*arr, bytes);
-    if (!p)
-        return -1;
-    *arr = p;
-    *cap = nc;
-    return 0;
-}
-
 static int check_bools(const gguf_file *f, const char *key, const uint8_t *p, uint64_t n)
 {
     for (uint64_t i = 0; i < n; i++)
@@ -373,7 +354,7 @@ static int parse_kvs(cursor *c, uint64_t n_kv)
     int64_t cap = 0;
     char what[96];
     for (uint64_t i = 0; i < n_kv; i++) {
-        if (grow((void **)&f->kv, &cap, (int64_t)i + 1, sizeof *f->kv))
+        if (mem_grow((void **)&f->kv, &cap, (int64_t)i + 1, sizeof *f->kv))
             return err_set(COCHLEA_ENOMEM, "%s: out of memory reading %" PRIu64 " keys", f->label, n_kv);
         gguf_value *v = &f->kv[i];
         memset(v, 0, sizeof *v);

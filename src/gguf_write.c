@@ -37,25 +37,6 @@ struct gguf_writer {
     size_t alignment;
 };
 
-/* Grow a dynamic array of elem-sized items so that it holds at least need items. */
-static int grow(void **arr, int64_t *cap, int64_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    int64_t nc = *cap ? *cap * 2 : 16;
-    while (nc < need)
-        nc *= 2;
-    size_t bytes;
-    if (size_mul((size_t)nc, elem, &bytes))
-        return -1;
-    void *p = realloc(*arr, bytes);
-    if (!p)
-        return -1;
-    *arr = p;
-    *cap = nc;
-    return 0;
-}
-
 int gguf_writer_new(gguf_writer **out)
 {
     *out = calloc(1, sizeof **out);
@@ -139,7 +120,7 @@ static int set_blob(gguf_writer *w, const char *key, bbuf *b)
         }
     }
     char *k = strdup(key);
-    if (!k || grow((void **)&w->kv, &w->cap_kv, w->n_kv + 1, sizeof *w->kv)) {
+    if (!k || mem_grow((void **)&w->kv, &w->cap_kv, w->n_kv + 1, sizeof *w->kv)) {
         free(k);
         free(b->p);
         return err_set(COCHLEA_ENOMEM, "gguf writer: out of memory for key '%s'", key);
@@ -323,7 +304,7 @@ static int add_tensor(gguf_writer *w, const char *name, enum cochlea_type type, 
     if (!data && !fn)
         return err_set(COCHLEA_EINVAL, "gguf writer: tensor '%s' has no data", name);
     char *copy = strdup(name);
-    if (!copy || grow((void **)&w->t, &w->cap_t, w->n_t + 1, sizeof *w->t)) {
+    if (!copy || mem_grow((void **)&w->t, &w->cap_t, w->n_t + 1, sizeof *w->t)) {
         free(copy);
         return err_set(COCHLEA_ENOMEM, "gguf writer: out of memory adding tensor '%s'", name);
     }
