@@ -234,14 +234,24 @@ class GGUFWriter:
 
     # tensors
     def add_tensor(self, name, array, type_name="f32"):
-        """Store a numpy array (PyTorch order) as type_name; ne is the reversed shape."""
+        """Store a numpy array (PyTorch order) as type_name; ne is the reversed shape. The array
+        is encoded when the file is written, so a converter holds one encoded tensor at a time."""
         a = np.asarray(array)
         shape = a.shape if a.ndim else (1,)
         ne = [int(d) for d in reversed(shape)]
-        self.add_tensor_raw(name, type_name, ne, encode_tensor(a, type_name))
+        self._add(name, type_name, ne, lambda: encode_tensor(a, type_name))
 
     def add_tensor_raw(self, name, type_name, ne, raw):
         """Store already-encoded bytes with dims ne (ggml order, ne[0] innermost)."""
+        raw = bytes(raw)
+        self._add(name, type_name, ne, lambda: raw)
+        self._check_size(name, type_name, ne, raw)
+
+    def _check_size(self, name, type_name, ne, raw):
+        if len(raw) != tensor_nbytes(type_name, ne):
+            raise GGUFError("tensor %r: %d bytes of data, expected %d" % (name, len(raw), tensor_nbytes(type_name, ne)))
+
+    def _add(self, name, type_name, ne, produce):
         if not name or len(name.encode("utf-8")) > 255:
             raise GGUFError("bad tensor name %r" % (name,))
         if name in self._names:
@@ -250,36 +260,50 @@ class GGUFWriter:
             raise GGUFError("unknown tensor type %r" % (type_name,))
         if not 1 <= len(ne) <= 4 or any(d < 1 for d in ne):
             raise GGUFError("tensor %r: bad dims %r" % (name, ne))
-        if len(raw) != tensor_nbytes(type_name, ne):
-            raise GGUFError("tensor %r: %d bytes of data, expected %d" % (name, len(raw), tensor_nbytes(type_name, ne)))
+        if ne[0] % TENSOR_TYPES[type_name][2] != 0:
+            raise GGUFError("tensor %r: ne[0] %d is not a multiple of the block size" % (name, ne[0]))
         self._names.add(name)
-        self._tensors.append((name, type_name, list(ne), bytes(raw)))
+        self._tensors.append((name, type_name, list(ne), produce))
 
-    def to_bytes(self):
+    def _chunks(self):
+        """Yield the file's bytes in order: header, KVs, tensor infos, padding, then each
+        tensor's data (encoded now) and its padding."""
         out = [GGUF_MAGIC, struct.pack("<IQQ", GGUF_VERSION, len(self._tensors), len(self._kv))]
         for key, blob in self._kv.items():
             out.append(_string(key))
             out.append(blob)
         offset = 0
-        for name, type_name, ne, raw in self._tensors:
+        for name, type_name, ne, _ in self._tensors:
+            n = tensor_nbytes(type_name, ne)
             out.append(_string(name))
             out.append(struct.pack("<I", len(ne)))
             out.append(struct.pack("<%dQ" % len(ne), *ne))
             out.append(struct.pack("<IQ", TENSOR_TYPES[type_name][0], offset))
-            offset += len(raw) + _pad(len(raw), self.alignment)
+            offset += n + _pad(n, self.alignment)
         size = sum(len(b) for b in out)
         out.append(b"\0" * _pad(size, self.alignment))
-        for _, _, _, raw in self._tensors:
-            out.append(raw)
-            out.append(b"\0" * _pad(len(raw), self.alignment))
-        return b"".join(out)
+        yield b"".join(out)
+        for name, type_name, ne, produce in self._tensors:
+            raw = produce()
+            self._check_size(name, type_name, ne, raw)
+            yield raw
+            yield b"\0" * _pad(len(raw), self.alignment)
+
+    def to_bytes(self):
+        return b"".join(self._chunks())
 
     def write(self, path):
-        data = self.to_bytes()
+        """Write the file (as path.part, then renamed), streaming one tensor at a time."""
         tmp = path + ".part"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                for chunk in self._chunks():
+                    f.write(chunk)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
 
 
 # ---- reader ------------------------------------------------------------------------------
