@@ -6,17 +6,7 @@
 set -u
 : "${top_srcdir:=.}" "${top_builddir:=.}" "${PYTHON:=python3}" "${COCHLEA:=$top_builddir/cochlea}"
 : "${COCHLEA_SHARED:=}"
-py=
-for cand in "$PYTHON" python3 /usr/bin/python3; do
-    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import torch, numpy' >/dev/null 2>&1; then
-        py=$cand
-        break
-    fi
-done
-if [ -z "$py" ]; then
-    echo "SKIP: no Python with torch and numpy (tried $PYTHON, python3, /usr/bin/python3)"
-    exit 77
-fi
+. "$top_srcdir/tests/torch_python.sh"
 if [ ! -x "$COCHLEA" ]; then
     echo "FAIL: $COCHLEA is not built"
     exit 1
