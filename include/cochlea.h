@@ -214,6 +214,94 @@ COCHLEA_API int cochlea_mvn_stats_load(const char *npz_path, float *mean, float 
 
 /* ==== end of audio ======================================================================== */
 
+/* ==== models ============================================================================== */
+/* A model file (GGUF) opened read-only and memory-mapped: weights are used in place, so loading
+ * a 4 GB model costs little memory until it runs. One model can serve many contexts (each with
+ * its own threads and buffers) at once. */
+typedef struct cochlea_model cochlea_model;
+/* Open and validate `path` (every hyperparameter, tensor name, shape and type is checked; a
+ * truncated or corrupt file gives COCHLEA_EFORMAT naming the file and the tensor or key). The
+ * architecture (general.architecture) must be one this build runs: "owsm_ctc". On success *out
+ * is owned by the caller and released with cochlea_model_free, after every context made from
+ * it. */
+COCHLEA_API int cochlea_model_load(const char *path, cochlea_model **out);
+COCHLEA_API void cochlea_model_free(cochlea_model *model);
+/* general.architecture of the model, e.g. "owsm_ctc" (static while the model lives). */
+COCHLEA_API const char *cochlea_model_arch(const cochlea_model *model);
+
+/* ==== speech recognition and translation with OWSM-CTC (asr/) ============================= */
+typedef struct cochlea_asr cochlea_asr;
+typedef struct cochlea_asr_params {
+    int n_threads;                     /* 0: every online CPU (default) */
+    enum cochlea_precision precision;  /* COCHLEA_PRECISION_F32 (default), BF16 or INT8 */
+    int batch;                         /* 30-s windows per forward pass (default 1) */
+} cochlea_asr_params;
+COCHLEA_API cochlea_asr_params cochlea_asr_default_params(void);
+/* A recognition context on `model` (an "owsm_ctc" model, else COCHLEA_EINVAL). It owns its
+ * threads and buffers (about 0.6 GB per window of batch for the 1B model); use one per thread. */
+COCHLEA_API int cochlea_asr_create(const cochlea_model *model, const cochlea_asr_params *params,
+                                   cochlea_asr **out);
+COCHLEA_API void cochlea_asr_free(cochlea_asr *asr);
+
+/* What to decode. */
+typedef struct cochlea_asr_options {
+    /* source language: "eng" or "<eng>"; NULL, "" or "auto" decodes with <nolang> (the model
+     * then emits the language it hears as its first label) */
+    const char *lang;
+    /* "asr" (default, NULL) or a translation target "st_deu" / "<st_deu>" */
+    const char *task;
+    /* previous-text prompt, tokenised with the model's SentencePiece model; NULL or "": <na> */
+    const char *prompt;
+    /* audio longer than one window: seconds of context on each side of the legacy ESPnet
+     * long-form slicing (owsm-ctc.md §5.6); default 4 */
+    float context;
+    int keep_posteriors; /* keep the CTC log-posteriors (cochlea_asr_posteriors) */
+    int keep_encoder;    /* keep the encoder output (cochlea_asr_encoder_output) */
+    cochlea_progress_fn progress; /* called after each batch of windows (may be NULL) */
+    void *progress_user;
+} cochlea_asr_options;
+COCHLEA_API cochlea_asr_options cochlea_asr_default_options(void);
+
+/* Recognise mono PCM at the model's sample rate (16 kHz; cochlea_audio_* resamples). Audio of
+ * at most one window (30 s) is zero-padded to one window and every encoder position is decoded
+ * (ESPnet's Speech2TextGreedySearch). Longer audio is cut into overlapping windows with
+ * options->context seconds of zero padding at both ends and the middle of each window kept
+ * (ESPnet's legacy batch_decode); the first window gets the prompt, the others <na>. Results are
+ * read with the getters below and stay valid until the next run or cochlea_asr_free. */
+COCHLEA_API int cochlea_asr_run(cochlea_asr *asr, const float *pcm, size_t n_samples,
+                                const cochlea_asr_options *options);
+/* The same on one window of normalised log-mel features (n_frames rows of n_mels floats; n_frames
+ * must be the window's frame count, 3001 for 30 s), for parity checks against other frontends. */
+COCHLEA_API int cochlea_asr_run_features(cochlea_asr *asr, const float *feats, size_t n_frames, int n_mels,
+                                         const cochlea_asr_options *options);
+
+/* Shapes: windows decoded by the last run, encoder positions per window (2 prefix positions + the
+ * subsampled frames: 376 for 30 s), vocabulary size, encoder width. */
+COCHLEA_API int cochlea_asr_n_windows(const cochlea_asr *asr);
+COCHLEA_API int cochlea_asr_n_positions(const cochlea_asr *asr);
+COCHLEA_API int cochlea_asr_vocab_size(const cochlea_asr *asr);
+COCHLEA_API int cochlea_asr_d_model(const cochlea_asr *asr);
+/* Argmax token of every position of every window (windows x positions). */
+COCHLEA_API const int32_t *cochlea_asr_frame_ids(const cochlea_asr *asr, size_t *n);
+/* The decoded token ids: repeats merged, blanks dropped, <lang>/<task> symbols kept. */
+COCHLEA_API const int32_t *cochlea_asr_tokens(const cochlea_asr *asr, size_t *n);
+/* ESPnet's `text` (every piece, e.g. "<eng><asr>hello world") and `text_nospecial` (pieces of
+ * the form <...> dropped): UTF-8, owned by asr. */
+COCHLEA_API const char *cochlea_asr_text(const cochlea_asr *asr);
+COCHLEA_API const char *cochlea_asr_text_nospecial(const cochlea_asr *asr);
+/* CTC log-posteriors (windows x positions x vocab) or encoder output (windows x positions x d)
+ * of the last run, when the options asked to keep them; NULL otherwise. */
+COCHLEA_API const float *cochlea_asr_posteriors(const cochlea_asr *asr, size_t *n);
+COCHLEA_API const float *cochlea_asr_encoder_output(const cochlea_asr *asr, size_t *n);
+/* The piece of a token id (NULL if out of range) and the id of a piece such as "<eng>" (-1). */
+COCHLEA_API const char *cochlea_asr_token_piece(const cochlea_asr *asr, int32_t id);
+COCHLEA_API int32_t cochlea_asr_token_id(const cochlea_asr *asr, const char *piece);
+/* Samples per window at the model's rate (480000) and that rate (16000). */
+COCHLEA_API size_t cochlea_asr_window_samples(const cochlea_asr *asr);
+COCHLEA_API int cochlea_asr_sample_rate(const cochlea_asr *asr);
+/* The log-mel frontend parameters of the model (melmat and MVN pointers valid while asr lives). */
+COCHLEA_API cochlea_fbank_params cochlea_asr_fbank_params(const cochlea_asr *asr);
+
 #ifdef __cplusplus
 }
 #endif

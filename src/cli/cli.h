@@ -44,10 +44,14 @@ void cli_setup_logging(const cli_common *c);
 int cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
 int cli_parse_float(const char *cmd, const char *opt, const char *s, double *out);
 
+/* Write a float32 C-order .npy of the given shape; returns 0 or 1 (message printed, file removed). */
+int cli_write_npy(const char *path, const float *data, int ndim, const size_t *shape);
+
 /* Subcommands (one file each in src/cli/). */
 extern const cli_command cli_cmd_info;
 extern const cli_command cli_cmd_quantize;
 extern const cli_command cli_cmd_features;
 extern const cli_command cli_cmd_tokenize;
+extern const cli_command cli_cmd_transcribe;
 
 #endif

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -144,4 +145,38 @@ void cli_setup_logging(const cli_common *c)
     else if (c->verbose == 1)
         lvl = COCHLEA_LOG_INFO;
     cochlea_log_set(log_to_stderr, lvl, NULL);
+}
+
+int cli_write_npy(const char *path, const float *data, int ndim, const size_t *shape)
+{
+    char dict[256];
+    int n = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+    size_t count = 1;
+    for (int i = 0; i < ndim; i++) {
+        n += snprintf(dict + n, sizeof dict - (size_t)n, "%zu%s", shape[i], ndim == 1 ? "," : i + 1 < ndim ? ", " : "");
+        count *= shape[i];
+    }
+    n += snprintf(dict + n, sizeof dict - (size_t)n, "), }");
+    /* header: magic(6) + version(2) + u16 length + dict padded with spaces to a multiple of 64, '\n' */
+    size_t total = 10 + (size_t)n + 1;
+    size_t padded = (total + 63) / 64 * 64;
+    unsigned char head[320];
+    if (padded > sizeof head)
+        return cli_error("%s: array header too long", path);
+    memset(head, ' ', padded);
+    memcpy(head, "\x93NUMPY\x01\x00", 8);
+    head[8] = (unsigned char)((padded - 10) & 0xff);
+    head[9] = (unsigned char)((padded - 10) >> 8);
+    memcpy(head + 10, dict, (size_t)n);
+    head[padded - 1] = '\n';
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return cli_error("%s: cannot create: %s", path, strerror(errno));
+    int bad = fwrite(head, 1, padded, f) != padded || (count && fwrite(data, sizeof(float), count, f) != count);
+    bad |= fclose(f) != 0;
+    if (bad) {
+        unlink(path);
+        return cli_error("%s: write error", path);
+    }
+    return 0;
 }

@@ -10,6 +10,7 @@ static const cli_command *const commands[] = {
     &cli_cmd_quantize,
     &cli_cmd_features,
     &cli_cmd_tokenize,
+    &cli_cmd_transcribe,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
