@@ -157,6 +157,8 @@ int cochlea_asr_create(const cochlea_model *model, const cochlea_asr_params *par
     if (!rc)
         rc = owsm_work_create(a->m, p.batch, &a->work);
     if (!rc)
+        rc = owsm_model_prepare(a->ctx, a->m);
+    if (!rc)
         rc = fbank_params_from_gguf(a->m->file, &a->fbp, &a->fb_storage);
     if (!rc && a->fbp.n_mels != hp->n_mels)
         rc = err_set(COCHLEA_EFORMAT, "%s: frontend has %d mel bins, the encoder %d", gguf_label(a->m->file),

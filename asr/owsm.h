@@ -80,6 +80,12 @@ typedef struct owsm_model {
     const tensor *conv_w[3];
     const float *conv_b[3];
     owsm_linear embed_out;
+    /* the same weights permuted for channels-last activations ([H][W][C]), fp32, owned:
+     * conv_cl[i] ne = {9*C_in, d}, column (a*3 + b)*C_in + ci for kernel tap (a, b);
+     * embed_out_cl ne = {F'*d, d}, column f*d + c (the file's is c*F' + f) */
+    tensor conv_cl[3];
+    owsm_linear embed_out_cl;
+    tensor embed_out_cl_w;
     owsm_layer *layers;
     owsm_norm after_norm;
     owsm_linear conditioning, ctc_lo;
@@ -102,6 +108,8 @@ typedef struct owsm_model {
  * tensor is checked by name and shape against the hyperparameters; a missing, mis-shaped or
  * mis-typed tensor gives COCHLEA_EFORMAT naming it. */
 int owsm_model_load(gguf_file *f, owsm_model **out);
+/* Pack every weight matrix for ctx's precision now (gemm_prepare), so runs do not pay for it. */
+int owsm_model_prepare(cochlea_ctx *ctx, const owsm_model *m);
 void owsm_model_free(owsm_model *m);
 
 /* Model id of a piece string (exact match), or -1. */

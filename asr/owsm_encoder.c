@@ -4,12 +4,29 @@
 #include "asr/owsm.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 #include "error.h"
 #include "gemm.h"
 #include "ops.h"
+
+/* parts of the forward pass timed for the debug log */
+enum { PROF_SUB, PROF_FFN, PROF_MHSA, PROF_CGMLP, PROF_MERGE, PROF_CROSS, PROF_INTER, PROF_HEAD, PROF_N };
+static const char *const prof_names[PROF_N] = {"conv2d8", "ffn", "mhsa", "cgmlp", "merge", "cross", "interctc",
+                                               "head"};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 struct owsm_work {
     int max_batch;
@@ -20,8 +37,11 @@ struct owsm_work {
     float *g;                     /* [M, cgmlp_units / 2] */
     float *xc, *xc2;              /* [M, 2d] */
     float *logits;                /* [T, vocab] (inter-CTC and final head, one window at a time) */
-    float *y0, *y1, *y2, *flat;   /* conv2d8 scratch for one window */
+    float *y0, *y1, *y2;          /* conv2d8 outputs of one window, channels-last */
+    float *flat;                  /* conv2d8 im2col block (col_floats floats) */
+    int64_t col_floats;
     int64_t H1, W1, H2, W2, H3, W3;
+    double prof[PROF_N]; /* seconds per part of the last owsm_encode (logged at debug level) */
 };
 
 static void *alloc_floats(size_t a, size_t b, int *rc)
@@ -74,7 +94,11 @@ int owsm_work_create(const owsm_model *m, int max_batch, owsm_work **out)
     w->y0 = alloc_floats(d, (size_t)(w->H1 * w->W1), &rc);
     w->y1 = alloc_floats(d, (size_t)(w->H2 * w->W2), &rc);
     w->y2 = alloc_floats(d, (size_t)(w->H3 * w->W3), &rc);
-    w->flat = alloc_floats((size_t)w->H3, d * (size_t)w->W3, &rc);
+    /* im2col blocks of about 16 MiB, at least 64 rows of the widest kernel (9 d) */
+    w->col_floats = (int64_t)4 << 20;
+    if (w->col_floats < 64 * 9 * (int64_t)d)
+        w->col_floats = 64 * 9 * (int64_t)d;
+    w->flat = alloc_floats((size_t)w->col_floats, 1, &rc);
     if (!rc)
         rc = ops_sinusoidal_pe(NULL, w->pe, w->T, h->d, 0, 1);
     if (rc) {
@@ -120,30 +144,59 @@ static void dw_task(void *arg, int ith, int nth)
     const int64_t C = c->C, K = c->K, P = (K - 1) / 2;
     int64_t t0, t1;
     pool_split(a->T, ith, nth, &t0, &t1);
-    enum { CB = 256 };
-    float acc[CB];
+    enum { CB = 64 };
     for (int64_t t = t0; t < t1; t++) {
-        for (int64_t c0 = 0; c0 < C; c0 += CB) {
+        /* taps whose input row exists */
+        const int64_t k0 = t - P < 0 ? P - t : 0, k1 = t - P + K > a->T ? a->T - t + P : K;
+        float *yr = a->y + t * a->ldy;
+        int64_t c0 = 0;
+#ifdef __AVX512F__
+        for (; c0 + CB <= C; c0 += CB) {
+            __m512 s0 = _mm512_loadu_ps(c->b + c0), s1 = _mm512_loadu_ps(c->b + c0 + 16);
+            __m512 s2 = _mm512_loadu_ps(c->b + c0 + 32), s3 = _mm512_loadu_ps(c->b + c0 + 48);
+            for (int64_t k = k0; k < k1; k++) {
+                const float *xr = a->x + (t - P + k) * a->ldx + c0, *wr = c->wt + k * C + c0;
+                s0 = _mm512_fmadd_ps(_mm512_loadu_ps(wr), _mm512_loadu_ps(xr), s0);
+                s1 = _mm512_fmadd_ps(_mm512_loadu_ps(wr + 16), _mm512_loadu_ps(xr + 16), s1);
+                s2 = _mm512_fmadd_ps(_mm512_loadu_ps(wr + 32), _mm512_loadu_ps(xr + 32), s2);
+                s3 = _mm512_fmadd_ps(_mm512_loadu_ps(wr + 48), _mm512_loadu_ps(xr + 48), s3);
+            }
+            const float *ar = a->mode == DW_MUL ? a->aux + t * a->ldaux + c0 : a->x + t * a->ldx + c0;
+            if (a->mode == DW_MUL) {
+                s0 = _mm512_mul_ps(s0, _mm512_loadu_ps(ar));
+                s1 = _mm512_mul_ps(s1, _mm512_loadu_ps(ar + 16));
+                s2 = _mm512_mul_ps(s2, _mm512_loadu_ps(ar + 32));
+                s3 = _mm512_mul_ps(s3, _mm512_loadu_ps(ar + 48));
+            } else {
+                s0 = _mm512_add_ps(s0, _mm512_loadu_ps(ar));
+                s1 = _mm512_add_ps(s1, _mm512_loadu_ps(ar + 16));
+                s2 = _mm512_add_ps(s2, _mm512_loadu_ps(ar + 32));
+                s3 = _mm512_add_ps(s3, _mm512_loadu_ps(ar + 48));
+            }
+            _mm512_storeu_ps(yr + c0, s0);
+            _mm512_storeu_ps(yr + c0 + 16, s1);
+            _mm512_storeu_ps(yr + c0 + 32, s2);
+            _mm512_storeu_ps(yr + c0 + 48, s3);
+        }
+#endif
+        for (; c0 < C; c0 += CB) {
             const int64_t cn = C - c0 < CB ? C - c0 : CB;
+            float acc[CB];
             for (int64_t i = 0; i < cn; i++)
                 acc[i] = c->b[c0 + i];
-            for (int64_t k = 0; k < K; k++) {
-                const int64_t tt = t + k - P;
-                if (tt < 0 || tt >= a->T)
-                    continue;
-                const float *xr = a->x + tt * a->ldx + c0, *wr = c->wt + k * C + c0;
+            for (int64_t k = k0; k < k1; k++) {
+                const float *xr = a->x + (t - P + k) * a->ldx + c0, *wr = c->wt + k * C + c0;
                 for (int64_t i = 0; i < cn; i++)
                     acc[i] += wr[i] * xr[i];
             }
-            float *yr = a->y + t * a->ldy + c0;
             if (a->mode == DW_MUL) {
                 const float *mr = a->aux + t * a->ldaux + c0;
                 for (int64_t i = 0; i < cn; i++)
-                    yr[i] = mr[i] * acc[i];
+                    yr[c0 + i] = mr[i] * acc[i];
             } else {
                 const float *xr = a->x + t * a->ldx + c0;
                 for (int64_t i = 0; i < cn; i++)
-                    yr[i] = xr[i] + acc[i];
+                    yr[c0 + i] = xr[i] + acc[i];
             }
         }
     }
@@ -305,31 +358,63 @@ int owsm_cond_build(cochlea_ctx *ctx, const owsm_model *m, int32_t lang, int32_t
     return rc;
 }
 
-/* ---- conv2d8 subsampling (owsm-ctc.md §2) -------------------------------------------------- */
+/* ---- conv2d8 subsampling (owsm-ctc.md §2), channels-last ---------------------------------- */
+
+/* im2col rows of a 3x3 stride-2 unpadded conv on x [H][W][C]: row r = output (i, j) holds the
+ * taps (a, b) in order, each C channels: x[(2i+a)*W + 2j + b][0..C), i.e. for each kernel row a
+ * one run of 3*C contiguous floats. */
+struct im2col_args {
+    const float *x;
+    int64_t W, C, W_out, r0, rows;
+    float *col;
+};
+
+static void im2col_task(void *arg, int ith, int nth)
+{
+    const struct im2col_args *a = arg;
+    int64_t b, e;
+    pool_split(a->rows, ith, nth, &b, &e);
+    const int64_t C3 = 3 * a->C;
+    for (int64_t r = b; r < e; r++) {
+        const int64_t m = a->r0 + r, i = m / a->W_out, j = m % a->W_out;
+        float *dst = a->col + r * 3 * C3;
+        for (int64_t k = 0; k < 3; k++)
+            memcpy(dst + k * C3, a->x + ((2 * i + k) * a->W + 2 * j) * a->C, (size_t)C3 * sizeof(float));
+    }
+}
+
+/* y [H_out][W_out][d] = ReLU(conv(x [H][W][C])) with the channels-last weight wcl */
+static int conv_cl(cochlea_ctx *ctx, const tensor *wcl, const float *bias, const float *x, int64_t H, int64_t W,
+                   int64_t C, float *y, float *col, int64_t col_floats)
+{
+    const int64_t H_out = (H - 1) / 2, W_out = (W - 1) / 2, M = H_out * W_out, K = 9 * C, N = wcl->ne[1];
+    int64_t Mb = col_floats / K;
+    if (Mb > M)
+        Mb = M;
+    int rc = 0;
+    for (int64_t r0 = 0; r0 < M && !rc; r0 += Mb) {
+        const int64_t rows = M - r0 < Mb ? M - r0 : Mb;
+        struct im2col_args a = {x, W, C, W_out, r0, rows, col};
+        pool_run(ctx->pool, im2col_task, &a);
+        rc = gemm_linear(ctx, col, rows, K, wcl, bias, 0.0f, y + r0 * N, N);
+        if (!rc)
+            ops_relu(ctx, y + r0 * N, y + r0 * N, rows * N);
+    }
+    return rc;
+}
 
 static int subsample(cochlea_ctx *ctx, const owsm_model *m, owsm_work *w, const float *feats, float *out, int64_t ldo)
 {
     const owsm_hparams *hp = &m->hp;
     const int64_t d = hp->d;
-    ops_conv2d_params p = ops_conv2d_default_params();
-    p.stride_h = p.stride_w = 2;
     int rc;
-    if ((rc = ops_conv2d(ctx, feats, 1, hp->window_frames, hp->n_mels, m->conv_w[0], m->conv_b[0], &p, w->y0, w->H1,
-                         w->W1)))
+    if ((rc = conv_cl(ctx, &m->conv_cl[0], m->conv_b[0], feats, hp->window_frames, hp->n_mels, 1, w->y0, w->flat,
+                      w->col_floats)) ||
+        (rc = conv_cl(ctx, &m->conv_cl[1], m->conv_b[1], w->y0, w->H1, w->W1, d, w->y1, w->flat, w->col_floats)) ||
+        (rc = conv_cl(ctx, &m->conv_cl[2], m->conv_b[2], w->y1, w->H2, w->W2, d, w->y2, w->flat, w->col_floats)))
         return rc;
-    ops_relu(ctx, w->y0, w->y0, d * w->H1 * w->W1);
-    if ((rc = ops_conv2d(ctx, w->y0, d, w->H1, w->W1, m->conv_w[1], m->conv_b[1], &p, w->y1, w->H2, w->W2)))
-        return rc;
-    ops_relu(ctx, w->y1, w->y1, d * w->H2 * w->W2);
-    if ((rc = ops_conv2d(ctx, w->y1, d, w->H2, w->W2, m->conv_w[2], m->conv_b[2], &p, w->y2, w->H3, w->W3)))
-        return rc;
-    ops_relu(ctx, w->y2, w->y2, d * w->H3 * w->W3);
-    /* (C, T', F') -> (T', C*F'), channel-major flatten (§8 item 11) */
-    const int64_t T3 = w->H3, F3 = w->W3;
-    for (int64_t t = 0; t < T3; t++)
-        for (int64_t c = 0; c < d; c++)
-            memcpy(w->flat + (t * d + c) * F3, w->y2 + (c * T3 + t) * F3, (size_t)F3 * sizeof(float));
-    return lin(ctx, w->flat, T3, d * F3, &m->embed_out, 0, out, ldo);
+    /* y2 [T'][F'][d] rows are the flattened frames in the (f, c) order of embed_out_cl */
+    return lin(ctx, w->y2, w->H3, d * w->W3, &m->embed_out_cl, 0, out, ldo);
 }
 
 /* ---- CTC head over T rows ------------------------------------------------------------------- */
@@ -367,10 +452,13 @@ static int layer_forward(cochlea_ctx *ctx, const owsm_model *m, owsm_work *w, co
     const int64_t d = hp->d, T = w->T, M = T * B, U = hp->cgmlp_units, half = U / 2;
     float *x = w->x, *h = w->h;
     int rc;
+    double t = now_s(), t2;
+#define LAP(part) (t2 = now_s(), w->prof[part] += t2 - t, t = t2)
     /* 1. macaron FFN half step */
     if ((rc = ffn(ctx, hp, d, hp->ffn, &L->norm_ff_macaron, &L->ffm_w1, &L->ffm_w2, hp->ffn_scale, 0, x, h, w->big,
                   M)))
         return rc;
+    LAP(PROF_FFN);
     /* 2a. MHSA -> xc[:, 0:d] */
     ops_layer_norm(ctx, x, d, h, d, M, d, L->norm_mha.g, L->norm_mha.b, hp->ln_eps);
     if ((rc = lin(ctx, h, M, d, &L->attn.q, 0, w->q, d)) || (rc = lin(ctx, h, M, d, &L->attn.k, 0, w->k, d)) ||
@@ -384,6 +472,7 @@ static int layer_forward(cochlea_ctx *ctx, const owsm_model *m, owsm_work *w, co
     }
     if ((rc = lin(ctx, w->a, M, d, &L->attn.o, 0, w->xc, 2 * d)))
         return rc;
+    LAP(PROF_MHSA);
     /* 2b. cgMLP -> xc[:, d:2d] */
     ops_layer_norm(ctx, x, d, h, d, M, d, L->norm_mlp.g, L->norm_mlp.b, hp->ln_eps);
     if ((rc = lin(ctx, h, M, d, &L->cgmlp_proj1, 0, w->big, U)))
@@ -397,6 +486,7 @@ static int layer_forward(cochlea_ctx *ctx, const owsm_model *m, owsm_work *w, co
     }
     if ((rc = lin(ctx, w->g, M, half, &L->cgmlp_proj2, 0, w->xc + d, 2 * d)))
         return rc;
+    LAP(PROF_CGMLP);
     /* 3. merge: x += merge_proj(xc + dwconv(xc)) */
     for (int b = 0; b < B; b++) {
         const int64_t r = (int64_t)b * T * 2 * d;
@@ -404,9 +494,11 @@ static int layer_forward(cochlea_ctx *ctx, const owsm_model *m, owsm_work *w, co
     }
     if ((rc = lin(ctx, w->xc2, M, 2 * d, &L->merge_proj, 1.0f, x, d)))
         return rc;
+    LAP(PROF_MERGE);
     /* 4. second FFN half step */
     if ((rc = ffn(ctx, hp, d, hp->ffn, &L->norm_ff, &L->ff_w1, &L->ff_w2, hp->ffn_scale, 0, x, h, w->big, M)))
         return rc;
+    LAP(PROF_FFN);
     /* 5. cross-attention to the prompt memory */
     if (L->has_cross) {
         int need_ln = 0;
@@ -430,6 +522,7 @@ static int layer_forward(cochlea_ctx *ctx, const owsm_model *m, owsm_work *w, co
     }
     /* 6. final norm */
     ops_layer_norm(ctx, x, d, x, d, M, d, L->norm_final.g, L->norm_final.b, hp->ln_eps);
+    LAP(PROF_CROSS);
     /* self-conditioning (§4.2): x += conditioning_layer(softmax(ctc_lo(x))) */
     if (L->interctc && hp->conditioning) {
         for (int b = 0; b < B; b++) {
@@ -440,7 +533,9 @@ static int layer_forward(cochlea_ctx *ctx, const owsm_model *m, owsm_work *w, co
             if ((rc = lin(ctx, w->logits, T, hp->vocab, &m->conditioning, 1.0f, xb, d)))
                 return rc;
         }
+        LAP(PROF_INTER);
     }
+#undef LAP
     return COCHLEA_OK;
 }
 
@@ -453,6 +548,8 @@ int owsm_encode(cochlea_ctx *ctx, const owsm_model *m, owsm_work *w, const float
         return err_set(COCHLEA_EINVAL, "OWSM-CTC: batch of %d windows (this context holds 1 to %d)", B,
                        w->max_batch);
     int rc;
+    memset(w->prof, 0, sizeof w->prof);
+    double t0 = now_s();
     /* input layer: [prefix(2); subsample(feats)] * sqrt(d) + PE */
     const float xs = (float)sqrt((double)d);
     for (int b = 0; b < B; b++) {
@@ -463,15 +560,15 @@ int owsm_encode(cochlea_ctx *ctx, const owsm_model *m, owsm_work *w, const float
         for (int64_t i = 0; i < T * d; i++)
             xb[i] = xb[i] * xs + w->pe[i];
     }
+    w->prof[PROF_SUB] = now_s() - t0;
     for (int64_t l = 0; l < hp->n_layer; l++)
         if ((rc = layer_forward(ctx, m, w, &m->layers[l], l, B, conds)))
             return rc;
+    double th = now_s();
     const int64_t M = T * B;
     float *enc = enc_out ? enc_out : w->h;
     ops_layer_norm(ctx, w->x, d, enc, d, M, d, m->after_norm.g, m->after_norm.b, hp->ln_eps);
-    if (!logits && !argmax)
-        return COCHLEA_OK;
-    for (int b = 0; b < B; b++) {
+    for (int b = 0; (logits || argmax) && b < B; b++) {
         float *lg = logits ? logits + (int64_t)b * T * V : w->logits;
         if ((rc = lin(ctx, enc + (int64_t)b * T * d, T, d, &m->ctc_lo, 0, lg, V)))
             return rc;
@@ -479,6 +576,15 @@ int owsm_encode(cochlea_ctx *ctx, const owsm_model *m, owsm_work *w, const float
             struct argmax_args a = {lg, T, V, argmax + (int64_t)b * T};
             pool_run(ctx->pool, argmax_task, &a);
         }
+    }
+    w->prof[PROF_HEAD] = now_s() - th;
+    if (log_enabled(COCHLEA_LOG_DEBUG)) {
+        char line[512];
+        size_t o = 0;
+        double total = now_s() - t0;
+        for (int i = 0; i < PROF_N; i++)
+            o += (size_t)snprintf(line + o, sizeof line - o, " %s %.3f", prof_names[i], w->prof[i]);
+        LOG_DEBUG("owsm_ctc: %d window(s) in %.3f s:%s", B, total, line);
     }
     return COCHLEA_OK;
 }

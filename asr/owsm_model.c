@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "gemm.h"
 
 #define A "owsm_ctc."
 
@@ -293,6 +294,65 @@ static int read_hparams(loader *L)
     return COCHLEA_OK;
 }
 
+/* Column-permuted fp32 copy of W (ne = {K, N}): dst column perm[k] <- src column k. */
+static int permute_columns(const tensor *w, const int64_t *perm, tensor *dst)
+{
+    const int64_t K = w->ne[0], N = w->ne[1];
+    int64_t ne[2] = {K, N};
+    int rc = tensor_new(dst, COCHLEA_TYPE_F32, 2, ne);
+    if (rc)
+        return rc;
+    float *row = malloc((size_t)K * sizeof *row);
+    if (!row) {
+        tensor_free(dst);
+        return err_set(COCHLEA_ENOMEM, "out of memory");
+    }
+    for (int64_t n = 0; n < N; n++) {
+        tensor_row_to_f32(w, n, row);
+        float *o = (float *)dst->data + n * K;
+        for (int64_t k = 0; k < K; k++)
+            o[perm[k]] = row[k];
+    }
+    free(row);
+    return COCHLEA_OK;
+}
+
+/* Weights for the channels-last conv2d8 (see owsm.h). */
+static int make_channels_last(loader *L)
+{
+    owsm_model *m = L->m;
+    const int64_t d = m->hp.d, F = m->hp.freq_sub;
+    int64_t K = 9 * d > d * F ? 9 * d : d * F;
+    int64_t *perm = malloc((size_t)K * sizeof *perm);
+    if (!perm)
+        return err_set(COCHLEA_ENOMEM, "out of memory");
+    int rc = 0;
+    for (int i = 0; i < 3 && !rc; i++) {
+        const int64_t C = i == 0 ? 1 : d;
+        tensor v = *m->conv_w[i]; /* [d, C, 3, 3] as rows of 9*C: column (ci*3 + a)*3 + b */
+        v.n_dims = 2;
+        v.ne[0] = 9 * C, v.ne[1] = d, v.ne[2] = v.ne[3] = 1;
+        v.nb[1] = m->conv_w[i]->nb[3];
+        v.nb[2] = v.nb[3] = v.nb[1] * (size_t)d;
+        for (int64_t ci = 0; ci < C; ci++)
+            for (int64_t ab = 0; ab < 9; ab++)
+                perm[ci * 9 + ab] = ab * C + ci;
+        rc = permute_columns(&v, perm, &m->conv_cl[i]);
+        m->conv_cl[i].name = m->conv_w[i]->name;
+    }
+    if (!rc) {
+        for (int64_t c = 0; c < d; c++)
+            for (int64_t f = 0; f < F; f++)
+                perm[c * F + f] = f * d + c;
+        rc = permute_columns(m->embed_out.w, perm, &m->embed_out_cl_w);
+        m->embed_out_cl_w.name = m->embed_out.w->name;
+        m->embed_out_cl.w = &m->embed_out_cl_w;
+        m->embed_out_cl.b = m->embed_out.b;
+    }
+    free(perm);
+    return rc;
+}
+
 static int read_tokens(loader *L)
 {
     owsm_model *m = L->m;
@@ -492,6 +552,8 @@ int owsm_model_load(gguf_file *f, owsm_model **out)
     if (!rc)
         rc = read_tensors(&L);
     if (!rc)
+        rc = make_channels_last(&L);
+    if (!rc)
         rc = read_tokens(&L);
     if (rc) {
         owsm_model_free(m);
@@ -507,6 +569,9 @@ void owsm_model_free(owsm_model *m)
         return;
     for (int64_t i = 0; i < m->n_owned; i++)
         free(m->owned[i]);
+    for (int i = 0; i < 3; i++)
+        tensor_free(&m->conv_cl[i]);
+    tensor_free(&m->embed_out_cl_w);
     free(m->owned);
     free(m->layers);
     free(m->p_layers);
@@ -516,4 +581,30 @@ void owsm_model_free(owsm_model *m)
     tokenizer_free(m->tok);
     gguf_close(m->file);
     free(m);
+}
+
+int owsm_model_prepare(cochlea_ctx *ctx, const owsm_model *m)
+{
+    const owsm_hparams *hp = &m->hp;
+    int rc = 0;
+#define PREP(t)                                                                                                        \
+    do {                                                                                                               \
+        if (!rc && (t))                                                                                                \
+            rc = gemm_prepare(ctx, (t));                                                                               \
+    } while (0)
+    for (int i = 0; i < 3; i++)
+        PREP(&m->conv_cl[i]);
+    PREP(m->embed_out_cl.w);
+    for (int64_t l = 0; l < hp->n_layer; l++) {
+        const owsm_layer *L = &m->layers[l];
+        const owsm_linear *lins[] = {&L->ffm_w1, &L->ffm_w2, &L->ff_w1, &L->ff_w2, &L->attn.q, &L->attn.k,
+                                     &L->attn.v, &L->attn.o, &L->cgmlp_proj1, &L->cgmlp_proj2, &L->merge_proj,
+                                     &L->cross_attn.q, &L->cross_attn.k, &L->cross_attn.v, &L->cross_attn.o};
+        for (size_t i = 0; i < sizeof lins / sizeof *lins; i++)
+            PREP(lins[i]->w);
+    }
+    PREP(m->ctc_lo.w);
+    PREP(m->conditioning.w);
+#undef PREP
+    return rc;
 }

@@ -33,6 +33,8 @@ static const char usage[] =
     "                         instead of audio (for parity checks)\n"
     "  --output-posteriors F  write the CTC log-posteriors, float32 .npy [windows, positions, vocab]\n"
     "  --output-encoder F     write the encoder output, float32 .npy [windows, positions, d]\n"
+    "  --repeat N             run the recognition N times on the loaded model and report each\n"
+    "                         run's time and the median (benchmarking; the text is printed once)\n"
     "  -t, --threads N        threads (default: all CPUs)\n"
     "  -q                     print only the text\n";
 
@@ -48,7 +50,7 @@ const cli_command cli_cmd_transcribe = {
 typedef struct opts {
     cli_common c;
     const char *input, *lang, *task, *prompt, *features, *out_post, *out_enc;
-    int print_special, batch;
+    int print_special, batch, repeat;
     double context;
     enum cochlea_precision precision;
 } opts;
@@ -65,7 +67,7 @@ static int parse(opts *o, int argc, char **argv)
         if (strcmp(a, "-l") == 0 || strcmp(a, "--lang") == 0 || strcmp(a, "--task") == 0 ||
             strcmp(a, "--prompt") == 0 || strcmp(a, "--precision") == 0 || strcmp(a, "--batch") == 0 ||
             strcmp(a, "--context") == 0 || strcmp(a, "--features") == 0 || strcmp(a, "--output-posteriors") == 0 ||
-            strcmp(a, "--output-encoder") == 0) {
+            strcmp(a, "--output-encoder") == 0 || strcmp(a, "--repeat") == 0) {
             if (i + 1 >= argc)
                 return cli_usage_error(CMD, "option %s needs a value", a);
             const char *v = argv[++i];
@@ -82,7 +84,11 @@ static int parse(opts *o, int argc, char **argv)
                 o->out_post = v;
             else if (strcmp(a, "--output-encoder") == 0)
                 o->out_enc = v;
-            else if (strcmp(a, "--batch") == 0) {
+            else if (strcmp(a, "--repeat") == 0) {
+                if (cli_parse_int(CMD, a, v, 1, 1000, &n))
+                    return 2;
+                o->repeat = (int)n;
+            } else if (strcmp(a, "--batch") == 0) {
                 if (cli_parse_int(CMD, a, v, 1, 256, &n))
                     return 2;
                 o->batch = (int)n;
@@ -177,6 +183,7 @@ static int run(int argc, char **argv)
     opts o;
     memset(&o, 0, sizeof o);
     o.batch = 1;
+    o.repeat = 1;
     o.context = 4.0;
     for (int i = 1; i < argc; i++)
         if (cli_is_help(argv[i])) {
@@ -191,6 +198,7 @@ static int run(int argc, char **argv)
     cochlea_model *model = NULL;
     cochlea_asr *asr = NULL;
     float *pcm = NULL, *feats = NULL;
+    double *times = NULL;
     size_t n = 0;
     int ret = 1;
     if ((rc = cochlea_model_load(o.c.model, &model))) {
@@ -214,14 +222,23 @@ static int run(int argc, char **argv)
     ao.keep_posteriors = o.out_post != NULL;
     ao.keep_encoder = o.out_enc != NULL;
     progress bar;
-    double t1 = now(), audio_s = 0;
+    double audio_s = 0;
+    times = calloc((size_t)o.repeat, sizeof *times);
+    if (!times) {
+        cli_error("out of memory");
+        goto done;
+    }
     if (o.features) {
         size_t frames = 0;
         int n_mels = 0;
         if (read_features(o.features, &feats, &frames, &n_mels))
             goto done;
         audio_s = (double)(frames - 1) * 0.01;
-        rc = cochlea_asr_run_features(asr, feats, frames, n_mels, &ao);
+        for (int r = 0; r < o.repeat && !rc; r++) {
+            double tr = now();
+            rc = cochlea_asr_run_features(asr, feats, frames, n_mels, &ao);
+            times[r] = now() - tr;
+        }
     } else {
         cochlea_audio_params aup = cochlea_audio_default_params();
         aup.sample_rate = cochlea_asr_sample_rate(asr);
@@ -235,15 +252,31 @@ static int run(int argc, char **argv)
         progress_start(&bar, stderr, "transcribing", est, o.c.quiet);
         ao.progress = progress_callback;
         ao.progress_user = &bar;
-        t1 = now();
-        rc = cochlea_asr_run(asr, pcm, n, &ao);
+        for (int r = 0; r < o.repeat && !rc; r++) {
+            double tr = now();
+            rc = cochlea_asr_run(asr, pcm, n, &ao);
+            times[r] = now() - tr;
+        }
         progress_end(&bar);
     }
     if (rc) {
         cli_lib_error(rc, "transcribing");
         goto done;
     }
-    double t_run = now() - t1;
+    double t_run = times[0];
+    if (o.repeat > 1) {
+        /* median of the runs (insertion sort of a copy; N is small) */
+        for (int i = 0; i < o.repeat; i++)
+            if (!o.c.quiet)
+                fprintf(stderr, "cochlea: run %d: %.3f s\n", i + 1, times[i]);
+        for (int i = 1; i < o.repeat; i++)
+            for (int j = i; j > 0 && times[j] < times[j - 1]; j--) {
+                double tt = times[j];
+                times[j] = times[j - 1];
+                times[j - 1] = tt;
+            }
+        t_run = o.repeat % 2 ? times[o.repeat / 2] : 0.5 * (times[o.repeat / 2 - 1] + times[o.repeat / 2]);
+    }
     printf("%s\n", o.print_special ? cochlea_asr_text(asr) : cochlea_asr_text_nospecial(asr));
     fflush(stdout);
     size_t shape[3] = {(size_t)cochlea_asr_n_windows(asr), (size_t)cochlea_asr_n_positions(asr), 0};
@@ -258,13 +291,14 @@ static int run(int argc, char **argv)
             goto done;
     }
     if (!o.c.quiet)
-        fprintf(stderr, "cochlea: %.2f s of audio in %.2f s (%d window%s, load %.2f s), %.1fx real time\n", audio_s,
-                t_run, cochlea_asr_n_windows(asr), cochlea_asr_n_windows(asr) == 1 ? "" : "s", t_load,
-                t_run > 0 ? audio_s / t_run : 0.0);
+        fprintf(stderr, "cochlea: %.2f s of audio in %.3f s%s (%d window%s, load %.2f s), %.1fx real time\n",
+                audio_s, t_run, o.repeat > 1 ? " (median)" : "", cochlea_asr_n_windows(asr),
+                cochlea_asr_n_windows(asr) == 1 ? "" : "s", t_load, t_run > 0 ? audio_s / t_run : 0.0);
     ret = 0;
 done:
     cochlea_audio_samples_free(pcm);
     free(feats);
+    free(times);
     cochlea_asr_free(asr);
     cochlea_model_free(model);
     return ret;
