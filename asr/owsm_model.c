@@ -339,12 +339,15 @@ static int make_channels_last(loader *L)
                 perm[ci * 9 + ab] = ab * C + ci;
         rc = permute_columns(&v, perm, &m->conv_cl[i]);
         m->conv_cl[i].name = m->conv_w[i]->name;
+        /* the file's copy is not read again */
+        gguf_release_pages(m->file, m->conv_w[i]->data, tensor_nbytes(m->conv_w[i]));
     }
     if (!rc) {
         for (int64_t c = 0; c < d; c++)
             for (int64_t f = 0; f < F; f++)
                 perm[c * F + f] = f * d + c;
         rc = permute_columns(m->embed_out.w, perm, &m->embed_out_cl_w);
+        gguf_release_pages(m->file, m->embed_out.w->data, tensor_nbytes(m->embed_out.w));
         m->embed_out_cl_w.name = m->embed_out.w->name;
         m->embed_out_cl.w = &m->embed_out_cl_w;
         m->embed_out_cl.b = m->embed_out.b;
@@ -587,10 +590,15 @@ int owsm_model_prepare(cochlea_ctx *ctx, const owsm_model *m)
 {
     const owsm_hparams *hp = &m->hp;
     int rc = 0;
+    /* packed precisions never read the mapped fp32 weights again: drop their pages from RSS */
+    const int release = ctx->precision != COCHLEA_PRECISION_F32;
 #define PREP(t)                                                                                                        \
     do {                                                                                                               \
-        if (!rc && (t))                                                                                                \
+        if (!rc && (t)) {                                                                                              \
             rc = gemm_prepare(ctx, (t));                                                                               \
+            if (!rc && release)                                                                                        \
+                gguf_release_pages(m->file, (t)->data, tensor_nbytes(t));                                              \
+        }                                                                                                              \
     } while (0)
     for (int i = 0; i < 3; i++)
         PREP(&m->conv_cl[i]);

@@ -1162,3 +1162,25 @@ int gguf_expect_tensor(const gguf_file *f, const char *name, int n_dims, const i
     *out = t;
     return COCHLEA_OK;
 }
+
+void gguf_release_pages(const gguf_file *f, const void *data, size_t n)
+{
+    if (!f || !f->map || !data || n == 0)
+        return;
+    const uintptr_t base = (uintptr_t)f->map, end = base + f->size, p = (uintptr_t)data;
+    if (p < base || p >= end || n > end - p)
+        return;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a = (p + page - 1) / page * page, b = (p + n) / page * page;
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+void gguf_populate(const gguf_file *f)
+{
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* Linux 5.14 */
+#endif
+    if (f && f->map && f->size > f->data_offset)
+        (void)madvise((char *)f->map, f->size, MADV_POPULATE_READ); /* best effort: older kernels say EINVAL */
+}
