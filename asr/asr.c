@@ -156,8 +156,6 @@ int cochlea_asr_create(const cochlea_model *model, const cochlea_asr_params *par
     int rc = ctx_create(p.n_threads, p.precision, &a->ctx);
     if (!rc)
         rc = owsm_work_create(a->m, p.batch, &a->work);
-    if (!rc && p.precision == COCHLEA_PRECISION_F32)
-        gguf_populate(a->m->file); /* fp32 runs straight on the mapping: fault it in in one go */
     if (!rc)
         rc = owsm_model_prepare(a->ctx, a->m);
     if (!rc)

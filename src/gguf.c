@@ -1175,12 +1175,3 @@ void gguf_release_pages(const gguf_file *f, const void *data, size_t n)
     if (b > a)
         madvise((void *)a, b - a, MADV_DONTNEED);
 }
-
-void gguf_populate(const gguf_file *f)
-{
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22 /* Linux 5.14 */
-#endif
-    if (f && f->map && f->size > f->data_offset)
-        (void)madvise((char *)f->map, f->size, MADV_POPULATE_READ); /* best effort: older kernels say EINVAL */
-}

@@ -145,9 +145,7 @@ char *gguf_value_format(const gguf_value *v, size_t max_elems, char *buf, size_t
  * page cache). For weights that live on in a packed copy. No-op for in-memory files or ranges
  * outside the mapping. */
 void gguf_release_pages(const gguf_file *f, const void *data, size_t n);
-/* Map every page of a mapped file now (MADV_POPULATE_READ, Linux 5.14+; a no-op elsewhere), so a
- * model used in place does not take a page fault per page on its first run. */
-void gguf_populate(const gguf_file *f);
+
 
 int64_t gguf_n_tensors(const gguf_file *f);
 /* Tensor i as a read-only view (name set); NULL when i is out of range. */
