@@ -31,6 +31,7 @@ struct cochlea_asr {
     /* results of the last run */
     int n_windows;
     int32_t *frame_ids, *kept, *tokens;
+    float *frame_probs;
     size_t n_frame_ids, n_tokens;
     char *text, *text_ns;
     float *post, *enc;
@@ -109,9 +110,10 @@ cochlea_asr_options cochlea_asr_default_options(void)
 
 static void clear_results(cochlea_asr *a)
 {
-    free(a->frame_ids), free(a->kept), free(a->tokens), free(a->text), free(a->text_ns), free(a->post),
+    free(a->frame_ids), free(a->frame_probs), free(a->kept), free(a->tokens), free(a->text), free(a->text_ns), free(a->post),
         free(a->enc);
     a->frame_ids = a->kept = a->tokens = NULL;
+    a->frame_probs = NULL;
     a->text = a->text_ns = NULL;
     a->post = a->enc = NULL;
     a->n_frame_ids = a->n_tokens = a->n_post = a->n_enc = 0;
@@ -351,6 +353,7 @@ static int run(cochlea_asr *a, const float *pcm, const plan *p, const float *fea
     const size_t wf = (size_t)hp->window_frames * (size_t)hp->n_mels;
     size_t nfi = 0, tmp = 0;
     if (!rc && (size_mul((size_t)W, (size_t)T, &nfi) || !(a->frame_ids = malloc(nfi * sizeof *a->frame_ids)) ||
+                !(a->frame_probs = malloc(nfi * sizeof *a->frame_probs)) ||
                 !(a->kept = malloc(nfi * sizeof *a->kept))))
         rc = err_set(COCHLEA_ENOMEM, "out of memory for %lld windows", (long long)W);
     if (!rc && o.keep_posteriors) {
@@ -385,7 +388,8 @@ static int run(cochlea_asr *a, const float *pcm, const plan *p, const float *fea
         if (rc)
             break;
         rc = owsm_encode(a->ctx, m, a->work, fptr, B, cptr, a->enc ? a->enc + (size_t)w0 * T * d : NULL,
-                         a->post ? a->post + (size_t)w0 * T * V : NULL, a->frame_ids + (size_t)w0 * T);
+                         a->post ? a->post + (size_t)w0 * T * V : NULL, a->frame_ids + (size_t)w0 * T,
+                         a->post ? NULL : a->frame_probs + (size_t)w0 * T);
         if (!rc && o.progress && o.progress((uint64_t)(w0 + B), (uint64_t)W, o.progress_user))
             rc = err_set(COCHLEA_ECANCELED, "recognition stopped by the caller after %lld of %lld windows",
                          (long long)(w0 + B), (long long)W);
@@ -399,8 +403,11 @@ static int run(cochlea_asr *a, const float *pcm, const plan *p, const float *fea
         return rc;
     }
     a->n_windows = (int)W;
-    if (a->post)
+    if (a->post) {
         ops_log_softmax(a->ctx, a->post, V, a->post, V, W * T, V);
+        for (size_t i = 0; i < a->n_frame_ids; i++)
+            a->frame_probs[i] = expf(a->post[i * (size_t)V + (size_t)a->frame_ids[i]]);
+    }
     /* positions that take part in decoding, then greedy CTC */
     size_t nk = 0;
     for (int64_t w = 0; w < W; w++)
@@ -466,6 +473,13 @@ const int32_t *cochlea_asr_frame_ids(const cochlea_asr *a, size_t *n)
     if (n)
         *n = a ? a->n_frame_ids : 0;
     return a ? a->frame_ids : NULL;
+}
+
+const float *cochlea_asr_frame_probs(const cochlea_asr *a, size_t *n)
+{
+    if (n)
+        *n = a ? a->n_frame_ids : 0;
+    return a ? a->frame_probs : NULL;
 }
 
 const int32_t *cochlea_asr_tokens(const cochlea_asr *a, size_t *n)

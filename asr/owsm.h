@@ -142,8 +142,10 @@ void owsm_work_free(owsm_work *w);
 /* Encoder forward pass on B windows of normalised log-mel features: feats[b] points to
  * window_frames rows of n_mels floats. conds[b] gives each window's prefix and prompt.
  * enc_out: [B*positions, d] after after_norm (may be NULL); logits: [B*positions, vocab] raw CTC
- * logits (may be NULL); argmax: [B*positions] (may be NULL). */
+ * logits (may be NULL); argmax: [B*positions] (may be NULL); argmax_prob: [B*positions] softmax
+ * probability of each argmax, only computed when logits is NULL (with logits the caller derives it
+ * from them; may be NULL; needs argmax). */
 int owsm_encode(cochlea_ctx *ctx, const owsm_model *m, owsm_work *w, const float *const *feats, int B,
-                const owsm_cond *const *conds, float *enc_out, float *logits, int32_t *argmax);
+                const owsm_cond *const *conds, float *enc_out, float *logits, int32_t *argmax, float *argmax_prob);
 
 #endif

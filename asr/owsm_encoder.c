@@ -540,7 +540,7 @@ static int layer_forward(cochlea_ctx *ctx, const owsm_model *m, owsm_work *w, co
 }
 
 int owsm_encode(cochlea_ctx *ctx, const owsm_model *m, owsm_work *w, const float *const *feats, int B,
-                const owsm_cond *const *conds, float *enc_out, float *logits, int32_t *argmax)
+                const owsm_cond *const *conds, float *enc_out, float *logits, int32_t *argmax, float *argmax_prob)
 {
     const owsm_hparams *hp = &m->hp;
     const int64_t d = hp->d, T = w->T, V = hp->vocab;
@@ -575,6 +575,11 @@ int owsm_encode(cochlea_ctx *ctx, const owsm_model *m, owsm_work *w, const float
         if (argmax) {
             struct argmax_args a = {lg, T, V, argmax + (int64_t)b * T};
             pool_run(ctx->pool, argmax_task, &a);
+            if (argmax_prob && !logits) { /* the scratch logits may be overwritten */
+                ops_softmax(ctx, lg, V, lg, V, T, V, NULL, 0);
+                for (int64_t t = 0; t < T; t++)
+                    argmax_prob[(int64_t)b * T + t] = lg[t * V + argmax[(int64_t)b * T + t]];
+            }
         }
     }
     w->prof[PROF_HEAD] = now_s() - th;

@@ -283,6 +283,9 @@ COCHLEA_API int cochlea_asr_vocab_size(const cochlea_asr *asr);
 COCHLEA_API int cochlea_asr_d_model(const cochlea_asr *asr);
 /* Argmax token of every position of every window (windows x positions). */
 COCHLEA_API const int32_t *cochlea_asr_frame_ids(const cochlea_asr *asr, size_t *n);
+/* The CTC posterior probability of each of those argmax tokens (windows x positions), for
+ * confidences and timestamps. */
+COCHLEA_API const float *cochlea_asr_frame_probs(const cochlea_asr *asr, size_t *n);
 /* The decoded token ids: repeats merged, blanks dropped, <lang>/<task> symbols kept. */
 COCHLEA_API const int32_t *cochlea_asr_tokens(const cochlea_asr *asr, size_t *n);
 /* ESPnet's `text` (every piece, e.g. "<eng><asr>hello world") and `text_nospecial` (pieces of

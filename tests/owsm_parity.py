@@ -26,6 +26,7 @@ files and compares, so that two cores stay busy. Exit 1 on any failed check.
 import concurrent.futures
 import contextlib
 import io
+import json
 import os
 import shutil
 import struct
@@ -570,6 +571,61 @@ def body(tmp, pool, ref_pool):
             log(f"     stderr: {err.strip()[:500]}")
     r = copy_fut.result()
     check(r["rc"] == 0, "bad input: control - the same GGUF rewritten by tools/gguf.py loads and runs")
+
+    # ---- transcript outputs: timestamps + writers + language tools on the engine (issue 5) -------
+    w7 = wav["tone7"][0]
+    dur7 = len(wav["tone7"][1]) / 16000.0
+    plain = run_c(["transcribe", "-q", "-m", gg_a, "-t", "2", "-l", "eng", w7])
+    rj = run_c(["transcribe", "-q", "-m", gg_a, "-t", "2", "-l", "English", "-f", "json", w7])
+    js = None
+    with contextlib.suppress(ValueError):
+        js = json.loads(rj["out"]) if rj["rc"] == 0 else None
+    if check(plain["rc"] == 0 and js is not None, "outputs: -f json exits 0 and is valid JSON"):
+        check(js["text"] == stdout_text(plain), "outputs: the JSON text equals the plain text_nospecial "
+              "(-l English parsed as eng)")
+        check(js["language"] == "eng" and js["task"] == "asr", "outputs: JSON language eng, task asr")
+        segs, toks = js["segments"], js["tokens"]
+        ok = len(segs) > 0 and all(0 <= sg["start"] <= sg["end"] <= dur7 + 1e-3 for sg in segs)
+        ok = ok and all(segs[i]["start"] >= segs[i - 1]["start"] for i in range(1, len(segs)))
+        check(ok, f"outputs: {len(segs)} segments, times ordered and within the {dur7:.2f} s of audio")
+        ok = all(0 <= t["start"] <= t["end"] and 0 <= t["prob"] <= 1 for t in toks)
+        ok = ok and all(toks[i]["start"] >= toks[i - 1]["start"] for i in range(1, len(toks)))
+        # times are on the 80 ms frame grid, or clamped to the end of the audio (random weights emit
+        # labels in the zero padding after it)
+        ok = ok and all(abs(round(t["start"] / 0.08) * 0.08 - t["start"]) < 1e-3 or
+                        abs(t["start"] - dur7) < 1e-3 for t in toks)
+        check(ok and len(toks) > 0, f"outputs: {len(toks)} tokens on the 80 ms frame grid (or clamped to "
+              f"the end), probs in [0, 1]")
+    stem = P("out7")
+    rs = run_c(["transcribe", "-q", "-m", gg_a, "-t", "2", "-f", "srt", "-f", "vtt", "-o", stem, w7])
+    ok = rs["rc"] == 0 and os.path.isfile(stem + ".srt") and os.path.isfile(stem + ".vtt")
+    if check(ok, "outputs: -f srt -f vtt -o STEM writes STEM.srt and STEM.vtt"):
+        with open(stem + ".srt", encoding="utf-8") as f:
+            srt = f.read()
+        with open(stem + ".vtt", encoding="utf-8") as f:
+            vtt = f.read()
+        check(srt.startswith("1\n00:00:") and " --> " in srt, "outputs: SRT starts with cue 1 and a time line")
+        check(vtt.startswith("WEBVTT\n\n") and vtt.count(" --> ") == srt.count(" --> "),
+              "outputs: WebVTT header and the same number of cues as the SRT")
+    rd = run_c(["transcribe", "-q", "-m", gg_a, "-t", "2", "--detect-language", "--lang-candidates",
+                "eng,de,french", w7])
+    lines = [ln.split("\t") for ln in rd["out"].splitlines()]
+    ok = rd["rc"] == 0 and len(lines) == 3 and {ln[0] for ln in lines} == {"eng", "deu", "fra"}
+    probs = [float(ln[1]) for ln in lines] if ok else []
+    check(ok and abs(sum(probs) - 1) < 2e-3 and probs == sorted(probs, reverse=True),
+          f"outputs: --detect-language over 3 candidates prints them by probability, summing to 1 "
+          f"({rd['out'].strip()!r})")
+    rl = run_c(["transcribe", "--list-languages", "-m", gg_a])
+    langs = [ln for ln in rl["out"].splitlines() if ln[:5].strip().isdigit()]
+    check(rl["rc"] == 0 and len(langs) == 151 and any(ln.split()[:2] == ["31", "eng"] for ln in langs),
+          f"outputs: --list-languages lists 151 languages with <eng> at id 31 ({len(langs)} lines)")
+    for args, code, need in ((["--target", "kor"], 1, "kor"), (["-f", "xml"], 2, "xml"),
+                             (["-f", "srt", "-o", stem, w7], 2, "one input"),
+                             (["--task", "st"], 2, "--target"), (["-l", "klingon"], 1, "klingon")):
+        r = run_c(["transcribe", "-q", "-m", gg_a] + args + [w7])
+        check(r["rc"] == code and need in r["err"] and sanitizer_clean(r["err"]),
+              f"outputs: transcribe {' '.join(args)} exits {code} naming {need!r} (got {r['rc']}: "
+              f"{r['err'].strip()[:120]!r})")
 
 
 if __name__ == "__main__":

@@ -1,31 +1,48 @@
-/* transcribe.c - `cochlea transcribe`: speech recognition / translation with an OWSM-CTC model. */
+/* transcribe.c - `cochlea transcribe`: speech recognition / translation / language ID with an
+ * OWSM-CTC model, with timestamps and txt/srt/vtt/json/tsv output. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "asr/lang.h"
+#include "asr/timestamps.h"
+#include "asr/writers.h"
 #include "cli.h"
 #include "frontend/fbank.h"
 #include "progress.h"
 
 #define CMD "transcribe"
+#define MAX_INPUTS 4096
+#define MAX_CANDIDATES 151
 
 static const char usage[] =
-    "usage: cochlea transcribe -m MODEL [options] FILE\n"
+    "usage: cochlea transcribe -m MODEL [options] FILE...\n"
     "\n"
-    "Recognise (or translate) speech with an OWSM-CTC model and print the text. Any audio format\n"
-    "libsndfile reads is accepted (- reads standard input) and resampled to the model's rate.\n"
-    "Audio up to 30 s is one window; longer audio is decoded in overlapping 30 s windows\n"
-    "(ESPnet's long-form slicing).\n"
+    "Recognise (or translate) speech with an OWSM-CTC model. Any audio format libsndfile reads is\n"
+    "accepted (- reads standard input) and resampled to the model's rate. Audio up to 30 s is one\n"
+    "window; longer audio is decoded in overlapping 30 s windows (ESPnet's long-form slicing).\n"
+    "Several files are decoded in one run with the model loaded once.\n"
     "\n"
     "  -m, --model FILE       OWSM-CTC model (.gguf, from tools/convert_owsm_ctc.py)\n"
-    "  -l, --lang LANG        source language, e.g. eng or <eng>; auto (default) decodes with\n"
-    "                         <nolang> and the model names the language itself\n"
-    "  --task TASK            asr (default) or a translation target such as st_deu\n"
+    "  -l, --lang LANG        source language: eng, en, english, <eng>...; auto (default) decodes\n"
+    "                         with <nolang> and the model names the language itself\n"
+    "  --task asr|st|st_XXX   recognition (default) or translation\n"
+    "  --target LANG          translation target (deu, de, german...; implies --task st)\n"
     "  --prompt TEXT          previous-text prompt (default: none, <na>)\n"
-    "  --print-special        print ESPnet's `text` (with <lang><task> symbols) instead of\n"
-    "                         `text_nospecial`\n"
+    "  --detect-language      print the 5 most likely languages of each file (first 30 s) and stop\n"
+    "  --lang-candidates L,L  restrict --detect-language to these languages\n"
+    "  --list-languages       print the languages and translation targets (of -m, if given)\n"
+    "  -f, --format FMT       txt, srt, vtt, json or tsv (repeatable); without -o one format for\n"
+    "                         one input goes to stdout, otherwise to files named after each input\n"
+    "                         (talk.wav -> talk.srt)\n"
+    "  -o, --output STEM      write STEM.FMT for each format (one input file only)\n"
+    "  --max-len N            subtitle segments of at most N characters (default 42; 0: no limit)\n"
+    "  --max-duration S       subtitle segments of at most S seconds (default 6; 0: no limit)\n"
+    "  --split-gap S          start a new segment after S seconds without speech (default 0.8)\n"
+    "  --print-special        plain output: ESPnet's `text` (with <lang><task> symbols) instead\n"
+    "                         of `text_nospecial`\n"
     "  --precision P          f32 (default), bf16 or int8 matrix products\n"
     "  --batch N              30 s windows per forward pass (default 1)\n"
     "  --context S            long-form context in seconds on each side of a window (default 4)\n"
@@ -36,24 +53,40 @@ static const char usage[] =
     "  --repeat N             run the recognition N times on the loaded model and report each\n"
     "                         run's time and the median (benchmarking; the text is printed once)\n"
     "  -t, --threads N        threads (default: all CPUs)\n"
-    "  -q                     print only the text\n";
+    "  -q                     print only the results\n";
 
 static int run(int argc, char **argv);
 
 const cli_command cli_cmd_transcribe = {
     CMD,
-    "speech to text with an OWSM-CTC model",
+    "speech to text, translation and language ID with an OWSM-CTC model",
     usage,
     run,
 };
 
 typedef struct opts {
     cli_common c;
-    const char *input, *lang, *task, *prompt, *features, *out_post, *out_enc;
-    int print_special, batch, repeat;
-    double context;
+    const char *inputs[MAX_INPUTS];
+    int n_inputs;
+    const char *lang, *task, *target, *prompt, *features, *out_post, *out_enc, *candidates;
+    int print_special, batch, repeat, detect, list_langs;
+    int formats[5], n_formats;
+    double context, max_duration, split_gap;
+    long max_len;
     enum cochlea_precision precision;
 } opts;
+
+static int needs_value(const char *a)
+{
+    static const char *const with_value[] = {"-l", "--lang", "--task", "--target", "--prompt", "--precision",
+                                             "--batch", "--context", "--features", "--output-posteriors",
+                                             "--output-encoder", "--repeat", "-f", "--format",
+                                             "--lang-candidates", "--max-len", "--max-duration", "--split-gap"};
+    for (size_t i = 0; i < sizeof with_value / sizeof *with_value; i++)
+        if (strcmp(a, with_value[i]) == 0)
+            return 1;
+    return 0;
+}
 
 static int parse(opts *o, int argc, char **argv)
 {
@@ -64,10 +97,7 @@ static int parse(opts *o, int argc, char **argv)
             return 2;
         if (r > 0)
             continue;
-        if (strcmp(a, "-l") == 0 || strcmp(a, "--lang") == 0 || strcmp(a, "--task") == 0 ||
-            strcmp(a, "--prompt") == 0 || strcmp(a, "--precision") == 0 || strcmp(a, "--batch") == 0 ||
-            strcmp(a, "--context") == 0 || strcmp(a, "--features") == 0 || strcmp(a, "--output-posteriors") == 0 ||
-            strcmp(a, "--output-encoder") == 0 || strcmp(a, "--repeat") == 0) {
+        if (needs_value(a)) {
             if (i + 1 >= argc)
                 return cli_usage_error(CMD, "option %s needs a value", a);
             const char *v = argv[++i];
@@ -76,6 +106,8 @@ static int parse(opts *o, int argc, char **argv)
                 o->lang = v;
             else if (strcmp(a, "--task") == 0)
                 o->task = v;
+            else if (strcmp(a, "--target") == 0)
+                o->target = v;
             else if (strcmp(a, "--prompt") == 0)
                 o->prompt = v;
             else if (strcmp(a, "--features") == 0)
@@ -84,7 +116,16 @@ static int parse(opts *o, int argc, char **argv)
                 o->out_post = v;
             else if (strcmp(a, "--output-encoder") == 0)
                 o->out_enc = v;
-            else if (strcmp(a, "--repeat") == 0) {
+            else if (strcmp(a, "--lang-candidates") == 0)
+                o->candidates = v;
+            else if (strcmp(a, "-f") == 0 || strcmp(a, "--format") == 0) {
+                enum tr_format f;
+                if (tr_format_parse(v, &f))
+                    return cli_usage_error(CMD, "%s", cochlea_last_error());
+                if (!o->formats[f])
+                    o->n_formats++;
+                o->formats[f] = 1;
+            } else if (strcmp(a, "--repeat") == 0) {
                 if (cli_parse_int(CMD, a, v, 1, 1000, &n))
                     return 2;
                 o->repeat = (int)n;
@@ -92,11 +133,26 @@ static int parse(opts *o, int argc, char **argv)
                 if (cli_parse_int(CMD, a, v, 1, 256, &n))
                     return 2;
                 o->batch = (int)n;
-            } else if (strcmp(a, "--context") == 0) {
-                if (cli_parse_float(CMD, a, v, &o->context))
+            } else if (strcmp(a, "--max-len") == 0) {
+                if (cli_parse_int(CMD, a, v, 0, 100000, &o->max_len))
                     return 2;
-                if (!(o->context >= 0 && o->context < 15))
-                    return cli_usage_error(CMD, "--context must be in [0, 15) seconds, got %s", v);
+            } else if (strcmp(a, "--max-duration") == 0 || strcmp(a, "--split-gap") == 0 ||
+                       strcmp(a, "--context") == 0) {
+                double x;
+                if (cli_parse_float(CMD, a, v, &x))
+                    return 2;
+                if (strcmp(a, "--context") == 0) {
+                    if (!(x >= 0 && x < 15))
+                        return cli_usage_error(CMD, "--context must be in [0, 15) seconds, got %s", v);
+                    o->context = x;
+                } else {
+                    if (!(x >= 0 && x <= 1e6))
+                        return cli_usage_error(CMD, "%s must be a number of seconds >= 0, got %s", a, v);
+                    if (strcmp(a, "--max-duration") == 0)
+                        o->max_duration = x;
+                    else
+                        o->split_gap = x;
+                }
             } else {
                 if (strcmp(v, "f32") == 0)
                     o->precision = COCHLEA_PRECISION_F32;
@@ -109,20 +165,40 @@ static int parse(opts *o, int argc, char **argv)
             }
         } else if (strcmp(a, "--print-special") == 0) {
             o->print_special = 1;
+        } else if (strcmp(a, "--detect-language") == 0) {
+            o->detect = 1;
+        } else if (strcmp(a, "--list-languages") == 0) {
+            o->list_langs = 1;
         } else if (a[0] == '-' && a[1] != '\0') {
             return cli_usage_error(CMD, "unknown option '%s'", a);
-        } else if (!o->input) {
-            o->input = a;
         } else {
-            return cli_usage_error(CMD, "more than one input given ('%s' and '%s')", o->input, a);
+            if (o->n_inputs >= MAX_INPUTS)
+                return cli_usage_error(CMD, "more than %d input files", MAX_INPUTS);
+            o->inputs[o->n_inputs++] = a;
         }
     }
+    if (o->list_langs)
+        return 0;
     if (!o->c.model)
         return cli_usage_error(CMD, "no model given (-m MODEL.gguf)");
-    if (!o->input && !o->features)
+    if (!o->n_inputs && !o->features)
         return cli_usage_error(CMD, "no input file given");
-    if (o->input && o->features)
-        return cli_usage_error(CMD, "give either an audio file or --features, not both");
+    if (o->n_inputs && o->features)
+        return cli_usage_error(CMD, "give either audio files or --features, not both");
+    if (o->c.output && o->n_inputs > 1)
+        return cli_usage_error(CMD, "-o STEM names the output of one input file; %d were given", o->n_inputs);
+    if (o->c.output && !o->n_formats)
+        return cli_usage_error(CMD, "-o STEM needs at least one -f FORMAT");
+    if ((o->out_post || o->out_enc) && o->n_inputs > 1)
+        return cli_usage_error(CMD, "--output-posteriors/--output-encoder take one input file");
+    if (o->candidates && !o->detect)
+        return cli_usage_error(CMD, "--lang-candidates restricts --detect-language; add it");
+    if (o->detect && o->features)
+        return cli_usage_error(CMD, "--detect-language runs on audio, not on --features");
+    for (int i = 0; i < o->n_inputs; i++)
+        for (int j = 0; j < i; j++)
+            if (strcmp(o->inputs[i], "-") == 0 && strcmp(o->inputs[j], "-") == 0)
+                return cli_usage_error(CMD, "standard input (-) can be read only once");
     return 0;
 }
 
@@ -178,6 +254,179 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* `--list-languages` (of the model when -m is given) */
+static int list_languages(const opts *o)
+{
+    cochlea_model *model = NULL;
+    cochlea_asr *asr = NULL;
+    int rc, ret = 1;
+    char *text = NULL;
+    if (o->c.model) {
+        cochlea_asr_params ap = cochlea_asr_default_params();
+        ap.n_threads = 1;
+        if ((rc = cochlea_model_load(o->c.model, &model)) || (rc = cochlea_asr_create(model, &ap, &asr))) {
+            cli_lib_error(rc, "loading the model");
+            goto done;
+        }
+    }
+    if ((rc = asr_lang_list_format(asr ? asr_lang_token_id_asr : NULL, asr, &text))) {
+        cli_lib_error(rc, "listing languages");
+        goto done;
+    }
+    fputs(text, stdout);
+    ret = 0;
+done:
+    free(text);
+    cochlea_asr_free(asr);
+    cochlea_model_free(model);
+    return ret;
+}
+
+/* The output path STEM.EXT: -o STEM, else the input path without its extension ("stdin" for -). */
+static char *output_path(const opts *o, const char *input, const char *ext)
+{
+    const char *stem = o->c.output;
+    char buf[4096];
+    if (!stem) {
+        if (strcmp(input, "-") == 0) {
+            snprintf(buf, sizeof buf, "stdin");
+        } else {
+            snprintf(buf, sizeof buf, "%s", input);
+            char *slash = strrchr(buf, '/'), *dot = strrchr(buf, '.');
+            if (dot && (!slash || dot > slash + 1))
+                *dot = '\0';
+        }
+        stem = buf;
+    }
+    size_t n = strlen(stem) + strlen(ext) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s.%s", stem, ext);
+    return p;
+}
+
+/* Language ID of one file: top 5 at the language position of its first window. */
+static int detect_language(const opts *o, cochlea_asr *asr, const char *input, const float *pcm, size_t n,
+                           const int32_t *cand, size_t n_cand)
+{
+    cochlea_asr_options ao = cochlea_asr_default_options();
+    ao.keep_posteriors = 1;
+    size_t ws = cochlea_asr_window_samples(asr);
+    int rc = cochlea_asr_run(asr, pcm, n < ws ? n : ws, &ao);
+    if (rc)
+        return cli_lib_error(rc, "language identification");
+    int32_t ids[ASR_LANG_N];
+    const char *codes[ASR_LANG_N];
+    size_t n_lang, n_out;
+    asr_lang_model_set(asr_lang_token_id_asr, asr, ids, codes, &n_lang);
+    tr_lang top[5];
+    int64_t frame;
+    int emitted;
+    rc = asr_lang_detect(cochlea_asr_posteriors(asr, NULL), cochlea_asr_n_positions(asr), cochlea_asr_vocab_size(asr),
+                         ids, codes, n_lang, cand, n_cand, top, 5, &n_out, &frame, &emitted);
+    if (rc)
+        return cli_lib_error(rc, "language identification");
+    if (o->n_inputs > 1)
+        printf("%s:\n", input);
+    size_t nt;
+    const asr_lang_info *tab = asr_lang_table(&nt);
+    for (size_t i = 0; i < n_out; i++) {
+        int li = asr_lang_index(top[i].code);
+        printf("%s\t%.4f\t%s\n", top[i].code, (double)top[i].prob, li >= 0 && (size_t)li < nt ? tab[li].name : "");
+    }
+    if (!o->c.quiet)
+        fprintf(stderr, "cochlea: %s: language read at encoder position %lld (%s)\n", input, (long long)frame,
+                emitted ? "the model emitted a language token there" : "no language token emitted; most language mass");
+    return 0;
+}
+
+/* Timestamps, words and segments of the last run (audio of n samples). */
+static int build_transcript(const opts *o, cochlea_asr *asr, size_t n, const char *input, tr_transcript *tr)
+{
+    memset(tr, 0, sizeof *tr);
+    cochlea_fbank_params fp = cochlea_asr_fbank_params(asr);
+    tr_layout l;
+    tr_frames fr;
+    memset(&fr, 0, sizeof fr);
+    int rc = tr_layout_plan(cochlea_asr_sample_rate(asr), fp.hop_length, (int64_t)cochlea_asr_window_samples(asr),
+                            cochlea_asr_n_positions(asr), n, o->context, &l);
+    size_t n_pos;
+    const int32_t *ids = cochlea_asr_frame_ids(asr, &n_pos);
+    const float *probs = cochlea_asr_frame_probs(asr, NULL);
+    if (!rc)
+        rc = tr_frames_gather(&l, ids, probs, n_pos, &fr);
+    int V = cochlea_asr_vocab_size(asr);
+    const char **pieces = malloc((size_t)V * sizeof *pieces);
+    if (!rc && !pieces)
+        rc = COCHLEA_ENOMEM;
+    for (int i = 0; !rc && i < V; i++)
+        pieces[i] = cochlea_asr_token_piece(asr, i);
+    tr_options topt = tr_default_options();
+    topt.max_chars = (size_t)o->max_len;
+    topt.max_duration = o->max_duration;
+    topt.split_gap = o->split_gap;
+    int32_t blank = cochlea_asr_token_id(asr, "<blank>");
+    if (!rc)
+        rc = tr_build(&fr, &topt, pieces, V, blank < 0 ? 0 : blank, tr);
+    free(pieces);
+    tr_frames_free(&fr);
+    if (rc)
+        return cli_lib_error(rc, "timestamps");
+    tr->source = strdup(input);
+    tr->duration = (double)n / cochlea_asr_sample_rate(asr);
+    tr->n_windows = cochlea_asr_n_windows(asr);
+    /* the decoded language: the first language token the model emitted, else the one given */
+    for (size_t i = 0; i < tr->n_tokens && !tr->lang[0]; i++) {
+        const char *p = tr->tokens[i].piece;
+        size_t len = p ? strlen(p) : 0;
+        if (len >= 3 && p[0] == '<' && p[len - 1] == '>' && len - 2 < sizeof tr->lang) {
+            char code[16];
+            memcpy(code, p + 1, len - 2);
+            code[len - 2] = '\0';
+            if (asr_lang_index(code) >= 0)
+                snprintf(tr->lang, sizeof tr->lang, "%s", code);
+        }
+    }
+    return 0;
+}
+
+static int write_outputs(const opts *o, const char *input, const tr_transcript *tr)
+{
+    for (int f = 0; f < 5; f++) {
+        if (!o->formats[f])
+            continue;
+        const char *ext = tr_format_name((enum tr_format)f);
+        if (!o->c.output && o->n_formats == 1 && o->n_inputs <= 1) {
+            int rc = tr_write(tr, (enum tr_format)f, stdout);
+            if (rc)
+                return cli_lib_error(rc, "writing the output");
+            continue;
+        }
+        char *path = output_path(o, input, ext);
+        if (!path)
+            return cli_error("out of memory");
+        FILE *out = fopen(path, "w");
+        if (!out) {
+            int e = errno;
+            cli_error("%s: cannot create: %s", path, strerror(e));
+            free(path);
+            return 1;
+        }
+        int rc = tr_write(tr, (enum tr_format)f, out);
+        if (fclose(out) != 0 && !rc)
+            rc = COCHLEA_EIO;
+        if (rc) {
+            cli_lib_error(rc, path);
+            free(path);
+            return 1;
+        }
+        if (!o->c.quiet)
+            fprintf(stderr, "cochlea: wrote %s\n", path);
+        free(path);
+    }
+    return 0;
+}
+
 static int run(int argc, char **argv)
 {
     opts o;
@@ -185,6 +434,9 @@ static int run(int argc, char **argv)
     o.batch = 1;
     o.repeat = 1;
     o.context = 4.0;
+    o.max_len = 42;
+    o.max_duration = 6.0;
+    o.split_gap = 0.8;
     for (int i = 1; i < argc; i++)
         if (cli_is_help(argv[i])) {
             printf("%s", usage);
@@ -194,6 +446,8 @@ static int run(int argc, char **argv)
     if (rc)
         return rc;
     cli_setup_logging(&o.c);
+    if (o.list_langs)
+        return list_languages(&o);
     double t0 = now();
     cochlea_model *model = NULL;
     cochlea_asr *asr = NULL;
@@ -201,6 +455,9 @@ static int run(int argc, char **argv)
     double *times = NULL;
     size_t n = 0;
     int ret = 1;
+    char lang_sym[24] = "", task_sym[40] = "";
+    int32_t cand[MAX_CANDIDATES];
+    size_t n_cand = 0;
     if ((rc = cochlea_model_load(o.c.model, &model))) {
         cli_lib_error(rc, "loading the model");
         goto done;
@@ -214,87 +471,169 @@ static int run(int argc, char **argv)
         goto done;
     }
     double t_load = now() - t0;
+    /* language, task and candidates, checked against the model's tokens */
+    if (o.lang && strcmp(o.lang, "auto") != 0 && strcmp(o.lang, "nolang") != 0 && strcmp(o.lang, "<nolang>") != 0) {
+        char code[16];
+        int32_t id;
+        if ((rc = asr_lang_parse_in(o.lang, asr_lang_token_id_asr, asr, code, &id))) {
+            cli_lib_error(rc, "--lang");
+            goto done;
+        }
+        snprintf(lang_sym, sizeof lang_sym, "<%s>", code);
+    }
+    if (o.target || (o.task && strcmp(o.task, "st") == 0)) {
+        if (!o.target) {
+            cli_usage_error(CMD, "--task st needs --target LANG");
+            ret = 2;
+            goto done;
+        }
+        if (o.task && strcmp(o.task, "st") != 0) {
+            cli_usage_error(CMD, "--target conflicts with --task %s", o.task);
+            ret = 2;
+            goto done;
+        }
+    }
+    {
+        const char *t = o.target ? o.target : o.task;
+        if (t) {
+            char task[32];
+            int32_t id;
+            if ((rc = asr_task_parse_in(t, asr_lang_token_id_asr, asr, task, &id))) {
+                cli_lib_error(rc, o.target ? "--target" : "--task");
+                goto done;
+            }
+            if (o.target && strcmp(task, "asr") == 0) {
+                cli_usage_error(CMD, "--target expects a translation target language, got '%s'", o.target);
+                ret = 2;
+                goto done;
+            }
+            snprintf(task_sym, sizeof task_sym, "<%s>", task);
+        }
+    }
+    if (o.candidates &&
+        (rc = asr_lang_parse_list(o.candidates, asr_lang_token_id_asr, asr, cand, MAX_CANDIDATES, &n_cand))) {
+        cli_lib_error(rc, "--lang-candidates");
+        goto done;
+    }
     cochlea_asr_options ao = cochlea_asr_default_options();
-    ao.lang = o.lang;
-    ao.task = o.task;
+    ao.lang = lang_sym[0] ? lang_sym : NULL;
+    ao.task = task_sym[0] ? task_sym : NULL;
     ao.prompt = o.prompt;
     ao.context = (float)o.context;
     ao.keep_posteriors = o.out_post != NULL;
     ao.keep_encoder = o.out_enc != NULL;
-    progress bar;
-    double audio_s = 0;
-    times = calloc((size_t)o.repeat, sizeof *times);
-    if (!times) {
+    if (!(times = calloc((size_t)o.repeat, sizeof *times))) {
         cli_error("out of memory");
         goto done;
     }
-    if (o.features) {
-        size_t frames = 0;
-        int n_mels = 0;
-        if (read_features(o.features, &feats, &frames, &n_mels))
-            goto done;
-        audio_s = (double)(frames - 1) * 0.01;
-        for (int r = 0; r < o.repeat && !rc; r++) {
-            double tr = now();
-            rc = cochlea_asr_run_features(asr, feats, frames, n_mels, &ao);
-            times[r] = now() - tr;
-        }
-    } else {
-        cochlea_audio_params aup = cochlea_audio_default_params();
-        aup.sample_rate = cochlea_asr_sample_rate(asr);
-        if ((rc = cochlea_audio_load(o.input, &aup, &pcm, &n))) {
-            cli_lib_error(rc, "reading the audio");
-            goto done;
-        }
-        audio_s = (double)n / aup.sample_rate;
-        size_t ws = cochlea_asr_window_samples(asr);
-        uint64_t est = n <= ws ? 1 : (uint64_t)(n / (ws / 2) + 2);
-        progress_start(&bar, stderr, "transcribing", est, o.c.quiet);
-        ao.progress = progress_callback;
-        ao.progress_user = &bar;
-        for (int r = 0; r < o.repeat && !rc; r++) {
-            double tr = now();
-            rc = cochlea_asr_run(asr, pcm, n, &ao);
-            times[r] = now() - tr;
-        }
-        progress_end(&bar);
-    }
-    if (rc) {
-        cli_lib_error(rc, "transcribing");
-        goto done;
-    }
-    double t_run = times[0];
-    if (o.repeat > 1) {
-        /* median of the runs (insertion sort of a copy; N is small) */
-        for (int i = 0; i < o.repeat; i++)
-            if (!o.c.quiet)
-                fprintf(stderr, "cochlea: run %d: %.3f s\n", i + 1, times[i]);
-        for (int i = 1; i < o.repeat; i++)
-            for (int j = i; j > 0 && times[j] < times[j - 1]; j--) {
-                double tt = times[j];
-                times[j] = times[j - 1];
-                times[j - 1] = tt;
+    int n_jobs = o.features ? 1 : o.n_inputs, failed = 0;
+    for (int job = 0; job < n_jobs; job++) {
+        const char *input = o.features ? o.features : o.inputs[job];
+        double audio_s = 0;
+        progress bar;
+        int have_bar = 0;
+        rc = 0;
+        if (o.features) {
+            size_t frames = 0;
+            int n_mels = 0;
+            if (read_features(o.features, &feats, &frames, &n_mels))
+                goto done;
+            audio_s = (double)(frames - 1) * 0.01;
+            n = (size_t)(audio_s * cochlea_asr_sample_rate(asr));
+            for (int r = 0; r < o.repeat && !rc; r++) {
+                double tr0 = now();
+                rc = cochlea_asr_run_features(asr, feats, frames, n_mels, &ao);
+                times[r] = now() - tr0;
             }
-        t_run = o.repeat % 2 ? times[o.repeat / 2] : 0.5 * (times[o.repeat / 2 - 1] + times[o.repeat / 2]);
+        } else {
+            cochlea_audio_params aup = cochlea_audio_default_params();
+            aup.sample_rate = cochlea_asr_sample_rate(asr);
+            cochlea_audio_samples_free(pcm);
+            pcm = NULL;
+            if ((rc = cochlea_audio_load(input, &aup, &pcm, &n))) {
+                cli_lib_error(rc, "reading the audio");
+                failed++;
+                continue;
+            }
+            audio_s = (double)n / aup.sample_rate;
+            if (o.detect) {
+                if (detect_language(&o, asr, input, pcm, n, n_cand ? cand : NULL, n_cand))
+                    failed++;
+                continue;
+            }
+            size_t ws = cochlea_asr_window_samples(asr);
+            uint64_t est = n <= ws ? 1 : (uint64_t)(n / (ws / 2) + 2);
+            progress_start(&bar, stderr, "transcribing", est, o.c.quiet);
+            have_bar = 1;
+            ao.progress = progress_callback;
+            ao.progress_user = &bar;
+            for (int r = 0; r < o.repeat && !rc; r++) {
+                double tr0 = now();
+                rc = cochlea_asr_run(asr, pcm, n, &ao);
+                times[r] = now() - tr0;
+            }
+        }
+        if (have_bar)
+            progress_end(&bar);
+        if (rc) {
+            cli_lib_error(rc, input);
+            failed++;
+            continue;
+        }
+        double t_run = times[0];
+        if (o.repeat > 1) {
+            for (int i = 0; i < o.repeat; i++)
+                if (!o.c.quiet)
+                    fprintf(stderr, "cochlea: run %d: %.3f s\n", i + 1, times[i]);
+            for (int i = 1; i < o.repeat; i++) /* median: insertion sort, N is small */
+                for (int j = i; j > 0 && times[j] < times[j - 1]; j--) {
+                    double tt = times[j];
+                    times[j] = times[j - 1];
+                    times[j - 1] = tt;
+                }
+            t_run = o.repeat % 2 ? times[o.repeat / 2] : 0.5 * (times[o.repeat / 2 - 1] + times[o.repeat / 2]);
+        }
+        if (o.n_formats) {
+            tr_transcript tr;
+            if (build_transcript(&o, asr, n, input, &tr)) {
+                failed++;
+                continue;
+            }
+            snprintf(tr.task, sizeof tr.task, "%s", task_sym[0] ? task_sym + 1 : "asr");
+            if (tr.task[0] && tr.task[strlen(tr.task) - 1] == '>')
+                tr.task[strlen(tr.task) - 1] = '\0';
+            if (!tr.lang[0] && lang_sym[0])
+                snprintf(tr.lang, sizeof tr.lang, "%.*s", (int)strlen(lang_sym) - 2, lang_sym + 1);
+            tr.wall_s = t_run;
+            tr.load_s = t_load;
+            int bad = write_outputs(&o, input, &tr);
+            transcript_free(&tr);
+            if (bad) {
+                failed++;
+                continue;
+            }
+        } else {
+            printf("%s\n", o.print_special ? cochlea_asr_text(asr) : cochlea_asr_text_nospecial(asr));
+        }
+        fflush(stdout);
+        size_t shape[3] = {(size_t)cochlea_asr_n_windows(asr), (size_t)cochlea_asr_n_positions(asr), 0};
+        if (o.out_post) {
+            shape[2] = (size_t)cochlea_asr_vocab_size(asr);
+            if (cli_write_npy(o.out_post, cochlea_asr_posteriors(asr, NULL), 3, shape))
+                goto done;
+        }
+        if (o.out_enc) {
+            shape[2] = (size_t)cochlea_asr_d_model(asr);
+            if (cli_write_npy(o.out_enc, cochlea_asr_encoder_output(asr, NULL), 3, shape))
+                goto done;
+        }
+        if (!o.c.quiet)
+            fprintf(stderr, "cochlea: %s%s%.2f s of audio in %.3f s%s (%d window%s, load %.2f s), %.1fx real time\n",
+                    n_jobs > 1 ? input : "", n_jobs > 1 ? ": " : "", audio_s, t_run, o.repeat > 1 ? " (median)" : "",
+                    cochlea_asr_n_windows(asr), cochlea_asr_n_windows(asr) == 1 ? "" : "s", t_load,
+                    t_run > 0 ? audio_s / t_run : 0.0);
     }
-    printf("%s\n", o.print_special ? cochlea_asr_text(asr) : cochlea_asr_text_nospecial(asr));
-    fflush(stdout);
-    size_t shape[3] = {(size_t)cochlea_asr_n_windows(asr), (size_t)cochlea_asr_n_positions(asr), 0};
-    if (o.out_post) {
-        shape[2] = (size_t)cochlea_asr_vocab_size(asr);
-        if (cli_write_npy(o.out_post, cochlea_asr_posteriors(asr, NULL), 3, shape))
-            goto done;
-    }
-    if (o.out_enc) {
-        shape[2] = (size_t)cochlea_asr_d_model(asr);
-        if (cli_write_npy(o.out_enc, cochlea_asr_encoder_output(asr, NULL), 3, shape))
-            goto done;
-    }
-    if (!o.c.quiet)
-        fprintf(stderr, "cochlea: %.2f s of audio in %.3f s%s (%d window%s, load %.2f s), %.1fx real time\n",
-                audio_s, t_run, o.repeat > 1 ? " (median)" : "", cochlea_asr_n_windows(asr),
-                cochlea_asr_n_windows(asr) == 1 ? "" : "s", t_load, t_run > 0 ? audio_s / t_run : 0.0);
-    ret = 0;
+    ret = failed ? 1 : 0;
 done:
     cochlea_audio_samples_free(pcm);
     free(feats);
