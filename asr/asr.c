@@ -36,6 +36,7 @@ struct cochlea_asr {
     char *text, *text_ns;
     float *post, *enc;
     size_t n_post, n_enc;
+    size_t n_samples; /* audio samples of the last run */
 };
 
 /* ---- models --------------------------------------------------------------------------------- */
@@ -323,8 +324,190 @@ static int resolve_options(const cochlea_asr *a, const cochlea_asr_options *o, i
     return COCHLEA_OK;
 }
 
-/* Run the windows of a plan (pcm) or one window of given features (feats). */
-static int run(cochlea_asr *a, const float *pcm, const plan *p, const float *feats, const cochlea_asr_options *opt)
+/* Where run() takes its windows from: a whole signal in memory (a plan), one window of
+ * features, or an audio reader streamed with bounded memory (owsm-ctc.md §5.6 windows built as
+ * the samples arrive; only about one window of samples is held). */
+enum { FEED_PCM, FEED_FEATS, FEED_READER };
+
+typedef struct feeder {
+    int mode;
+    plan p;              /* keep0/keep1, long_form, hop, pad; n_windows when known in advance */
+    const float *pcm;    /* FEED_PCM */
+    const float *feats;  /* FEED_FEATS */
+    cochlea_audio *rd;   /* FEED_READER */
+    int64_t next_w;      /* windows handed out so far */
+    /* FEED_READER: samples of the zero-padded signal [buf0, buf0 + len) */
+    float *buf;
+    size_t cap, len;
+    int64_t buf0;
+    int eof, finished;
+    int64_t L;           /* padded length, known at eof */
+    size_t n_read;       /* audio samples read */
+} feeder;
+
+static int feed_grow(feeder *f, size_t need)
+{
+    if (need <= f->cap)
+        return COCHLEA_OK;
+    size_t cap = f->cap ? f->cap : 65536;
+    while (cap < need)
+        cap *= 2;
+    float *nb = realloc(f->buf, cap * sizeof *nb);
+    if (!nb)
+        return err_set(COCHLEA_ENOMEM, "out of memory for the audio window buffer");
+    f->buf = nb, f->cap = cap;
+    return COCHLEA_OK;
+}
+
+/* Read audio until len >= want or the end; at the end append the trailing zeros (long form). */
+static int feed_fill(const cochlea_asr *a, feeder *f, size_t want)
+{
+    int rc;
+    while (!f->eof && f->len < want) {
+        size_t chunk = want - f->len < 65536 ? 65536 : want - f->len, got = 0;
+        if ((rc = feed_grow(f, f->len + chunk)) || (rc = cochlea_audio_read(f->rd, f->buf + f->len, chunk, &got)))
+            return rc;
+        for (size_t i = 0; i < got; i++)
+            if (!isfinite(f->buf[f->len + i]))
+                return err_set(COCHLEA_EINVAL, "audio sample %zu is not finite", f->n_read + i);
+        f->len += got, f->n_read += got;
+        if (got < chunk) {
+            f->eof = 1;
+            if (f->p.long_form) {
+                if ((rc = feed_grow(f, f->len + (size_t)f->p.pad)))
+                    return rc;
+                memset(f->buf + f->len, 0, (size_t)f->p.pad * sizeof(float));
+                f->len += (size_t)f->p.pad;
+            }
+            f->L = f->buf0 + (int64_t)f->len;
+        }
+    }
+    (void)a;
+    return COCHLEA_OK;
+}
+
+/* Start streaming: read one window and a sample more to choose short or long form. */
+static int feed_open_reader(const cochlea_asr *a, cochlea_audio *rd, float context, feeder *f)
+{
+    const int64_t buf = a->m->hp.window_samples;
+    memset(f, 0, sizeof *f);
+    f->mode = FEED_READER;
+    f->rd = rd;
+    int rc = feed_fill(a, f, (size_t)buf + 1);
+    if (rc)
+        return rc;
+    if (f->eof && (int64_t)f->n_read <= buf) /* short form: one padded window */
+        return make_plan(a, f->n_read, context, &f->p);
+    /* long form: the plan of any longer signal, then prepend the leading zeros */
+    if ((rc = make_plan(a, (size_t)buf + 1, context, &f->p)))
+        return rc;
+    f->p.n_windows = 0; /* unknown until the end */
+    const size_t pad = (size_t)f->p.pad;
+    if ((rc = feed_grow(f, f->len + pad)))
+        return rc;
+    memmove(f->buf + pad, f->buf, f->len * sizeof(float));
+    memset(f->buf, 0, pad * sizeof(float));
+    f->len += pad;
+    if (f->eof) { /* the whole file came with the first read: add the trailing zeros now */
+        if ((rc = feed_grow(f, f->len + pad)))
+            return rc;
+        memset(f->buf + f->len, 0, pad * sizeof(float));
+        f->len += pad;
+        f->L = (int64_t)f->len;
+    }
+    return COCHLEA_OK;
+}
+
+/* The next window's samples into dst; *got = 0 when there are no more windows. */
+static int feed_next(const cochlea_asr *a, feeder *f, float *dst, int *got)
+{
+    const int64_t buf = a->m->hp.window_samples;
+    *got = 0;
+    if (f->mode == FEED_FEATS) {
+        *got = f->next_w == 0;
+        f->next_w += *got;
+        return COCHLEA_OK;
+    }
+    if (f->mode == FEED_PCM) {
+        if (f->next_w >= f->p.n_windows)
+            return COCHLEA_OK;
+        window_samples(a, &f->p, f->pcm, f->next_w++, dst);
+        *got = 1;
+        return COCHLEA_OK;
+    }
+    if (f->finished)
+        return COCHLEA_OK;
+    if (!f->p.long_form) {
+        memset(dst, 0, (size_t)buf * sizeof *dst);
+        memcpy(dst, f->buf, f->n_read * sizeof *dst);
+        f->finished = 1;
+        f->next_w++;
+        *got = 1;
+        return COCHLEA_OK;
+    }
+    /* window at padded sample s = next_w * hop: python's `for s in range(0, L, hop)`, the first
+     * window shorter than buf zero-padded and last */
+    const int64_t s = f->next_w * f->p.hop;
+    if (s > f->buf0) {
+        size_t drop = (size_t)(s - f->buf0) < f->len ? (size_t)(s - f->buf0) : f->len;
+        memmove(f->buf, f->buf + drop, (f->len - drop) * sizeof(float));
+        f->len -= drop;
+        f->buf0 += (int64_t)drop;
+    }
+    int rc = feed_fill(a, f, (size_t)buf);
+    if (rc)
+        return rc;
+    if (f->eof && s >= f->L) {
+        f->finished = 1;
+        return COCHLEA_OK;
+    }
+    size_t have = f->len < (size_t)buf ? f->len : (size_t)buf;
+    memcpy(dst, f->buf, have * sizeof *dst);
+    if (have < (size_t)buf) {
+        memset(dst + have, 0, ((size_t)buf - have) * sizeof *dst);
+        f->finished = 1;
+    } else if (f->eof && s + f->p.hop >= f->L) {
+        f->finished = 1;
+    }
+    f->next_w++;
+    *got = 1;
+    return COCHLEA_OK;
+}
+
+/* Make room for `windows` windows of per-position results. */
+static int grow_results(cochlea_asr *a, int64_t windows, int keep_post, int keep_enc, int64_t *cap)
+{
+    const owsm_hparams *hp = &a->m->hp;
+    if (windows <= *cap)
+        return COCHLEA_OK;
+    int64_t nc = *cap ? *cap : 4;
+    while (nc < windows)
+        nc *= 2;
+    size_t n, np = 0, ne = 0;
+    if (size_mul((size_t)nc, (size_t)hp->positions, &n) ||
+        (keep_post && size_mul(n, (size_t)hp->vocab, &np)) || (keep_enc && size_mul(n, (size_t)hp->d, &ne)))
+        return err_set(COCHLEA_ERANGE, "results of %lld windows overflow", (long long)nc);
+    int32_t *ids = realloc(a->frame_ids, n * sizeof *ids);
+    if (ids)
+        a->frame_ids = ids;
+    float *pr = ids ? realloc(a->frame_probs, n * sizeof *pr) : NULL;
+    if (pr)
+        a->frame_probs = pr;
+    float *po = pr && keep_post ? realloc(a->post, np * sizeof *po) : NULL;
+    if (po)
+        a->post = po;
+    float *en = pr && keep_enc && (!keep_post || po) ? realloc(a->enc, ne * sizeof *en) : NULL;
+    if (en)
+        a->enc = en;
+    if (!ids || !pr || (keep_post && !po) || (keep_enc && !en))
+        return err_set(COCHLEA_ENOMEM, "out of memory for the results of %lld windows%s", (long long)nc,
+                       keep_post ? " (posteriors kept)" : "");
+    *cap = nc;
+    return COCHLEA_OK;
+}
+
+/* Run every window a feeder gives. total_est: expected windows for progress (0: unknown). */
+static int run(cochlea_asr *a, feeder *f, int64_t total_est, const cochlea_asr_options *opt)
 {
     const owsm_model *m = a->m;
     const owsm_hparams *hp = &m->hp;
@@ -343,66 +526,66 @@ static int run(cochlea_asr *a, const float *pcm, const plan *p, const float *fea
     const int prompt_is_na = np == 1 && pids[0] == hp->na_id;
     rc = owsm_cond_build(a->ctx, m, lang, task, pids, np, &c_first);
     have_first = !rc;
-    if (!rc && !prompt_is_na && p->n_windows > 1) {
+    if (!rc && !prompt_is_na && f->mode != FEED_FEATS && (f->p.long_form || f->p.n_windows > 1)) {
         const int32_t na = hp->na_id;
         rc = owsm_cond_build(a->ctx, m, lang, task, &na, 1, &c_na);
         have_na = !rc;
     }
     free(pids);
-    const int64_t W = p->n_windows, T = hp->positions, V = hp->vocab, d = hp->d;
+    const int64_t T = hp->positions, V = hp->vocab, d = hp->d;
     const size_t wf = (size_t)hp->window_frames * (size_t)hp->n_mels;
-    size_t nfi = 0, tmp = 0;
-    if (!rc && (size_mul((size_t)W, (size_t)T, &nfi) || !(a->frame_ids = malloc(nfi * sizeof *a->frame_ids)) ||
-                !(a->frame_probs = malloc(nfi * sizeof *a->frame_probs)) ||
-                !(a->kept = malloc(nfi * sizeof *a->kept))))
-        rc = err_set(COCHLEA_ENOMEM, "out of memory for %lld windows", (long long)W);
-    if (!rc && o.keep_posteriors) {
-        if (size_mul(nfi, (size_t)V, &tmp) || !(a->post = malloc(tmp * sizeof(float))))
-            rc = err_set(COCHLEA_ENOMEM, "cannot hold the posteriors of %lld windows (%lld x %lld floats each)",
-                         (long long)W, (long long)T, (long long)V);
-        a->n_post = tmp;
-    }
-    if (!rc && o.keep_encoder) {
-        if (size_mul(nfi, (size_t)d, &tmp) || !(a->enc = malloc(tmp * sizeof(float))))
-            rc = err_set(COCHLEA_ENOMEM, "cannot hold the encoder output of %lld windows", (long long)W);
-        a->n_enc = tmp;
-    }
-    a->n_frame_ids = nfi;
-    for (int64_t w0 = 0; !rc && w0 < W; w0 += a->batch) {
-        const int B = (int)(W - w0 < a->batch ? W - w0 : a->batch);
+    int64_t W = 0, cap = 0;
+    for (int more = 1; !rc && more;) {
         const float *fptr[256];
         const owsm_cond *cptr[256];
-        for (int b = 0; b < B && !rc; b++) {
-            const int64_t w = w0 + b;
-            cptr[b] = (w == 0 || prompt_is_na) ? &c_first : &c_na;
-            if (feats) {
-                fptr[b] = feats;
-                continue;
+        int B = 0;
+        while (B < a->batch && !rc) {
+            int got;
+            if ((rc = feed_next(a, f, a->wave, &got)) || !got) {
+                more = 0;
+                break;
             }
-            window_samples(a, p, pcm, w, a->wave);
-            size_t nfr;
-            rc = cochlea_fbank_compute(a->fb, a->wave, (size_t)hp->window_samples, a->feats + (size_t)b * wf,
-                                       (size_t)hp->window_frames, &nfr);
-            fptr[b] = a->feats + (size_t)b * wf;
+            const int64_t w = W + B;
+            cptr[B] = (w == 0 || prompt_is_na) ? &c_first : &c_na;
+            if (f->mode == FEED_FEATS) {
+                fptr[B] = f->feats;
+            } else {
+                size_t nfr;
+                rc = cochlea_fbank_compute(a->fb, a->wave, (size_t)hp->window_samples, a->feats + (size_t)B * wf,
+                                           (size_t)hp->window_frames, &nfr);
+                fptr[B] = a->feats + (size_t)B * wf;
+            }
+            B++;
         }
-        if (rc)
+        if (rc || B == 0)
             break;
-        rc = owsm_encode(a->ctx, m, a->work, fptr, B, cptr, a->enc ? a->enc + (size_t)w0 * T * d : NULL,
-                         a->post ? a->post + (size_t)w0 * T * V : NULL, a->frame_ids + (size_t)w0 * T,
-                         a->post ? NULL : a->frame_probs + (size_t)w0 * T);
-        if (!rc && o.progress && o.progress((uint64_t)(w0 + B), (uint64_t)W, o.progress_user))
-            rc = err_set(COCHLEA_ECANCELED, "recognition stopped by the caller after %lld of %lld windows",
-                         (long long)(w0 + B), (long long)W);
+        if ((rc = grow_results(a, W + B, o.keep_posteriors, o.keep_encoder, &cap)))
+            break;
+        rc = owsm_encode(a->ctx, m, a->work, fptr, B, cptr, a->enc ? a->enc + (size_t)W * T * d : NULL,
+                         a->post ? a->post + (size_t)W * T * V : NULL, a->frame_ids + (size_t)W * T,
+                         a->post ? NULL : a->frame_probs + (size_t)W * T);
+        W += B;
+        int64_t total = total_est > W ? total_est : W;
+        if (!rc && o.progress && o.progress((uint64_t)W, (uint64_t)(more ? total : W), o.progress_user))
+            rc = err_set(COCHLEA_ECANCELED, "recognition stopped by the caller after %lld windows", (long long)W);
     }
     if (have_first)
         owsm_cond_free(m, &c_first);
     if (have_na)
         owsm_cond_free(m, &c_na);
+    if (!rc && W == 0)
+        rc = err_set(COCHLEA_EINTERNAL, "no window to decode");
+    size_t nfi = (size_t)W * (size_t)T;
+    if (!rc && !(a->kept = malloc(nfi * sizeof *a->kept)))
+        rc = err_set(COCHLEA_ENOMEM, "out of memory");
     if (rc) {
         clear_results(a);
         return rc;
     }
     a->n_windows = (int)W;
+    a->n_frame_ids = nfi;
+    a->n_post = a->post ? nfi * (size_t)V : 0;
+    a->n_enc = a->enc ? nfi * (size_t)d : 0;
     if (a->post) {
         ops_log_softmax(a->ctx, a->post, V, a->post, V, W * T, V);
         for (size_t i = 0; i < a->n_frame_ids; i++)
@@ -411,7 +594,7 @@ static int run(cochlea_asr *a, const float *pcm, const plan *p, const float *fea
     /* positions that take part in decoding, then greedy CTC */
     size_t nk = 0;
     for (int64_t w = 0; w < W; w++)
-        for (int64_t t = p->keep0; t < p->keep1; t++)
+        for (int64_t t = f->p.keep0; t < f->p.keep1; t++)
             a->kept[nk++] = a->frame_ids[w * T + t];
     a->n_tokens = ctc_collapse(a->kept, nk, hp->blank_id, a->kept);
     a->tokens = a->kept;
@@ -433,11 +616,40 @@ int cochlea_asr_run(cochlea_asr *a, const float *pcm, size_t n, const cochlea_as
     for (size_t i = 0; i < n; i++)
         if (!isfinite(pcm[i]))
             return err_set(COCHLEA_EINVAL, "cochlea_asr_run: sample %zu is not finite", i);
-    plan p;
-    int rc = make_plan(a, n, o ? o->context : 4.0f, &p);
+    feeder f;
+    memset(&f, 0, sizeof f);
+    f.mode = FEED_PCM;
+    f.pcm = pcm;
+    int rc = make_plan(a, n, o ? o->context : 4.0f, &f.p);
     if (rc)
         return rc;
-    return run(a, pcm, &p, NULL, o);
+    a->n_samples = n;
+    return run(a, &f, f.p.n_windows, o);
+}
+
+int cochlea_asr_run_audio(cochlea_asr *a, cochlea_audio *reader, const cochlea_asr_options *o)
+{
+    if (!a || !reader)
+        return err_set(COCHLEA_EINVAL, "cochlea_asr_run_audio: NULL argument");
+    feeder f;
+    int rc = feed_open_reader(a, reader, o ? o->context : 4.0f, &f);
+    int64_t est = 0;
+    if (!rc && f.p.long_form) {
+        /* expected windows from the container's length, for progress only */
+        cochlea_audio_info info;
+        cochlea_audio_get_info(reader, &info);
+        plan pe;
+        if (info.source_frames > 0 && info.source_rate > 0 &&
+            make_plan(a, (size_t)((double)info.source_frames * a->m->hp.sample_rate / info.source_rate),
+                      o ? o->context : 4.0f, &pe) == COCHLEA_OK)
+            est = pe.n_windows;
+        cochlea_clear_error();
+    }
+    if (!rc)
+        rc = run(a, &f, f.p.long_form ? est : 1, o);
+    a->n_samples = f.n_read;
+    free(f.buf);
+    return rc;
 }
 
 int cochlea_asr_run_features(cochlea_asr *a, const float *feats, size_t n_frames, int n_mels,
@@ -452,12 +664,17 @@ int cochlea_asr_run_features(cochlea_asr *a, const float *feats, size_t n_frames
     for (size_t i = 0; i < n_frames * (size_t)n_mels; i++)
         if (!isfinite(feats[i]))
             return err_set(COCHLEA_EINVAL, "feature value %zu is not finite", i);
-    plan p;
-    memset(&p, 0, sizeof p);
-    p.n_windows = 1;
-    p.keep1 = hp->positions;
-    return run(a, NULL, &p, feats, o);
+    feeder f;
+    memset(&f, 0, sizeof f);
+    f.mode = FEED_FEATS;
+    f.feats = feats;
+    f.p.n_windows = 1;
+    f.p.keep1 = hp->positions;
+    a->n_samples = (size_t)hp->window_samples;
+    return run(a, &f, 1, o);
 }
+
+size_t cochlea_asr_n_samples(const cochlea_asr *a) { return a ? a->n_samples : 0; }
 
 /* ---- results -------------------------------------------------------------------------------- */
 

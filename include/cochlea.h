@@ -270,6 +270,13 @@ COCHLEA_API cochlea_asr_options cochlea_asr_default_options(void);
  * read with the getters below and stay valid until the next run or cochlea_asr_free. */
 COCHLEA_API int cochlea_asr_run(cochlea_asr *asr, const float *pcm, size_t n_samples,
                                 const cochlea_asr_options *options);
+/* The same on an audio reader (cochlea_audio_open with the model's sample rate), streamed: the
+ * windows are built as the samples are read, so memory does not grow with the file's length
+ * (only the per-position results do, about 3 KB per 30 s window, unless posteriors or encoder
+ * output are kept). The results equal cochlea_asr_run on the whole signal. */
+COCHLEA_API int cochlea_asr_run_audio(cochlea_asr *asr, cochlea_audio *reader, const cochlea_asr_options *options);
+/* Audio samples decoded by the last run (at the model's rate). */
+COCHLEA_API size_t cochlea_asr_n_samples(const cochlea_asr *asr);
 /* The same on one window of normalised log-mel features (n_frames rows of n_mels floats; n_frames
  * must be the window's frame count, 3001 for 30 s), for parity checks against other frontends. */
 COCHLEA_API int cochlea_asr_run_features(cochlea_asr *asr, const float *feats, size_t n_frames, int n_mels,

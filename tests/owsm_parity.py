@@ -619,6 +619,52 @@ def body(tmp, pool, ref_pool):
     langs = [ln for ln in rl["out"].splitlines() if ln[:5].strip().isdigit()]
     check(rl["rc"] == 0 and len(langs) == 151 and any(ln.split()[:2] == ["31", "eng"] for ln in langs),
           f"outputs: --list-languages lists 151 languages with <eng> at id 31 ({len(langs)} lines)")
+
+    # ---- a 2-hour file is streamed: bounded memory (issue 5), model B keeps it quick -----------
+    long_wav = P("two_hours.wav")
+    n2h = 2 * 3600 * FS
+    with open(long_wav, "wb") as f:  # written in pieces: low-level noise with a tone every minute
+        f.write(b"RIFF" + struct.pack("<I", 36 + 2 * n2h) + b"WAVE")
+        f.write(b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, FS, 2 * FS, 2, 16))
+        f.write(b"data" + struct.pack("<I", 2 * n2h))
+        rng = np.random.default_rng(7)
+        for m0 in range(0, n2h, 60 * FS):
+            x = 0.01 * rng.standard_normal(60 * FS)
+            x[:FS] += 0.3 * np.sin(2 * np.pi * 440.0 * np.arange(FS) / FS)
+            f.write(np.clip(np.round(x * 32767.0), -32768, 32767).astype("<i2").tobytes())
+    t = time.time()
+    with open(P("2h.out"), "wb") as fo, open(P("2h.err"), "wb") as fe:
+        p2 = subprocess.Popen([COCHLEA, "transcribe", "-m", gg_b, "-t", "2", "--batch", "4", "-l", "eng",
+                               long_wav], stdout=fo, stderr=fe)
+        peak_kb = 0  # VmHWM (peak RSS) read while it runs; the last read is within 0.1 s of the end
+        while p2.poll() is None:
+            with contextlib.suppress(OSError, ValueError):
+                with open(f"/proc/{p2.pid}/status") as st:
+                    for ln in st:
+                        if ln.startswith("VmHWM:"):
+                            peak_kb = max(peak_kb, int(ln.split()[1]))
+            time.sleep(0.1)
+    with open(P("2h.err"), "rb") as fe:
+        err2 = fe.read()
+    os.remove(long_wav)
+    err2 = err2.decode("utf-8", "replace")
+    # expected windows: legacy slicing with 4 s of context, spec 5.6
+    L, hop, buf, nwin = n2h + 2 * 4 * FS, 22 * FS, 30 * FS, 0
+    for s0 in range(0, L, hop):
+        nwin += 1
+        if L - s0 < buf:
+            break
+    check(p2.returncode == 0 and sanitizer_clean(err2) and f"({nwin} windows" in err2,
+          f"2-hour WAV: decoded in {nwin} windows ({time.time() - t:.1f} s)")
+    with open(COCHLEA, "rb") as fb:
+        asan = b"AddressSanitizer" in fb.read()
+    pcm_mb = n2h * 4 / 2**20
+    if asan:  # ASan's quarantine and shadow memory make RSS meaningless
+        log(f"     2-hour WAV: peak RSS {peak_kb / 1024:.0f} MiB (ASan build: not checked)")
+    else:
+        check(0 < peak_kb / 1024 < 200, f"2-hour WAV: peak RSS {peak_kb / 1024:.0f} MiB < 200 MiB "
+              f"(the whole signal as float would be {pcm_mb:.0f} MiB)")
+    log(f"     {err2.strip().splitlines()[-1] if err2.strip() else ''}")
     for args, code, need in ((["--target", "kor"], 1, "kor"), (["-f", "xml"], 2, "xml"),
                              (["-f", "srt", "-o", stem, w7], 2, "one input"),
                              (["--task", "st"], 2, "--target"), (["-l", "klingon"], 1, "klingon")):

@@ -548,29 +548,56 @@ static int run(int argc, char **argv)
         } else {
             cochlea_audio_params aup = cochlea_audio_default_params();
             aup.sample_rate = cochlea_asr_sample_rate(asr);
-            cochlea_audio_samples_free(pcm);
-            pcm = NULL;
-            if ((rc = cochlea_audio_load(input, &aup, &pcm, &n))) {
-                cli_lib_error(rc, "reading the audio");
-                failed++;
-                continue;
-            }
-            audio_s = (double)n / aup.sample_rate;
             if (o.detect) {
+                /* the first window is all language ID reads */
+                size_t ws = cochlea_asr_window_samples(asr);
+                cochlea_audio *rd = NULL;
+                free(pcm);
+                pcm = malloc(ws * sizeof *pcm);
+                if (!pcm) {
+                    cli_error("out of memory");
+                    goto done;
+                }
+                if ((rc = cochlea_audio_open(input, &aup, &rd)) || (rc = cochlea_audio_read(rd, pcm, ws, &n))) {
+                    cochlea_audio_close(rd);
+                    cli_lib_error(rc, "reading the audio");
+                    failed++;
+                    continue;
+                }
+                cochlea_audio_close(rd);
+                if (n == 0) {
+                    cli_error("%s: contains no audio samples", input);
+                    failed++;
+                    continue;
+                }
                 if (detect_language(&o, asr, input, pcm, n, n_cand ? cand : NULL, n_cand))
                     failed++;
                 continue;
             }
-            size_t ws = cochlea_asr_window_samples(asr);
-            uint64_t est = n <= ws ? 1 : (uint64_t)(n / (ws / 2) + 2);
-            progress_start(&bar, stderr, "transcribing", est, o.c.quiet);
+            /* streamed: windows are built as the file is decoded (bounded memory) */
+            progress_start(&bar, stderr, "transcribing", 0, o.c.quiet);
             have_bar = 1;
             ao.progress = progress_callback;
             ao.progress_user = &bar;
             for (int r = 0; r < o.repeat && !rc; r++) {
+                cochlea_audio *rd = NULL;
+                if ((rc = cochlea_audio_open(input, &aup, &rd))) {
+                    err_prefix(rc, "reading the audio");
+                    break;
+                }
                 double tr0 = now();
-                rc = cochlea_asr_run(asr, pcm, n, &ao);
+                rc = cochlea_asr_run_audio(asr, rd, &ao);
                 times[r] = now() - tr0;
+                cochlea_audio_close(rd);
+            }
+            n = cochlea_asr_n_samples(asr);
+            audio_s = (double)n / aup.sample_rate;
+            if (!rc && n == 0) {
+                if (have_bar)
+                    progress_end(&bar);
+                cli_error("%s: contains no audio samples", input);
+                failed++;
+                continue;
             }
         }
         if (have_bar)
@@ -635,7 +662,7 @@ static int run(int argc, char **argv)
     }
     ret = failed ? 1 : 0;
 done:
-    cochlea_audio_samples_free(pcm);
+    free(pcm);
     free(feats);
     free(times);
     cochlea_asr_free(asr);
