@@ -176,6 +176,10 @@ def signals():
         "long70": speechy(70 * FS, 7),
         "one": np.zeros(1),
         "empty": np.zeros(0),
+        # 44 s = 30 s + one 22 s hop - 2 x 4 s of context: the padded signal ends exactly where a
+        # full window ends, so the legacy slicing adds a third, all-zero window (spec 5.6)
+        "hop44": speechy(44 * FS, 8),
+        "short01": 0.3 * rng.randn(FS // 10),
     }
 
 
@@ -365,6 +369,8 @@ def body(tmp, pool, ref_pool):
     b_cases = [  # name, wav, lang, task, prompt, print-special
         ("B/tone7 eng asr prompt", "tone7", "eng", "asr", "the quick brown fox", False),
         ("B/exact30 deu st_eng", "exact30", "deu", "st_eng", None, True),
+        ("B/hop44 (window boundary) eng asr", "hop44", "eng", "asr", None, False),
+        ("B/0.1 s nolang asr", "short01", None, "asr", None, True),
     ]
     b_fut = [c_case(gg_b, wav[w][0], lang, task, pr, spc, f"b{i}")
              for i, (_, w, lang, task, pr, spc) in enumerate(b_cases)]
@@ -596,6 +602,15 @@ def body(tmp, pool, ref_pool):
                         abs(t["start"] - dur7) < 1e-3 for t in toks)
         check(ok and len(toks) > 0, f"outputs: {len(toks)} tokens on the 80 ms frame grid (or clamped to "
               f"the end), probs in [0, 1]")
+    ra = run_c(["transcribe", "-q", "-m", gg_a, "-t", "2", "-f", "json", w7])
+    ja = None
+    with contextlib.suppress(ValueError):
+        ja = json.loads(ra["out"]) if ra["rc"] == 0 else None
+    lp = ja.get("language_probs") if ja else None
+    ok = bool(lp) and len(lp) == 5 and all(lp[i]["prob"] >= lp[i + 1]["prob"] for i in range(4))
+    check(ok and 0 < sum(x["prob"] for x in lp) <= 1.0005 and ja["text"] == stdout_text(
+          run_c(["transcribe", "-q", "-m", gg_a, "-t", "2", w7])),
+          "outputs: -f json with --lang auto holds the top-5 language probabilities and the auto text")
     stem = P("out7")
     rs = run_c(["transcribe", "-q", "-m", gg_a, "-t", "2", "-f", "srt", "-f", "vtt", "-o", stem, w7])
     ok = rs["rc"] == 0 and os.path.isfile(stem + ".srt") and os.path.isfile(stem + ".vtt")

@@ -305,25 +305,52 @@ static char *output_path(const opts *o, const char *input, const char *ext)
     return p;
 }
 
-/* Language ID of one file: top 5 at the language position of its first window. */
-static int detect_language(const opts *o, cochlea_asr *asr, const char *input, const float *pcm, size_t n,
-                           const int32_t *cand, size_t n_cand)
+/* Top-k languages of the first window of pcm (n samples, at most a window is used), read at the
+ * language position (asr/lang.h). Overwrites the recognizer's results. */
+static int top_languages(cochlea_asr *asr, const float *pcm, size_t n, const int32_t *cand, size_t n_cand,
+                         tr_lang *out, size_t k, size_t *n_out, int64_t *frame, int *emitted)
 {
     cochlea_asr_options ao = cochlea_asr_default_options();
     ao.keep_posteriors = 1;
     size_t ws = cochlea_asr_window_samples(asr);
     int rc = cochlea_asr_run(asr, pcm, n < ws ? n : ws, &ao);
     if (rc)
-        return cli_lib_error(rc, "language identification");
+        return rc;
     int32_t ids[ASR_LANG_N];
     const char *codes[ASR_LANG_N];
-    size_t n_lang, n_out;
+    size_t n_lang;
     asr_lang_model_set(asr_lang_token_id_asr, asr, ids, codes, &n_lang);
+    return asr_lang_detect(cochlea_asr_posteriors(asr, NULL), cochlea_asr_n_positions(asr),
+                           cochlea_asr_vocab_size(asr), ids, codes, n_lang, cand, n_cand, out, k, n_out, frame,
+                           emitted);
+}
+
+/* The first window's samples of a file (malloc'ed; n = 0 for an empty file). */
+static int first_window(cochlea_asr *asr, const char *input, float **pcm, size_t *n)
+{
+    cochlea_audio_params aup = cochlea_audio_default_params();
+    aup.sample_rate = cochlea_asr_sample_rate(asr);
+    size_t ws = cochlea_asr_window_samples(asr);
+    cochlea_audio *rd = NULL;
+    *n = 0;
+    if (!(*pcm = malloc(ws * sizeof **pcm)))
+        return COCHLEA_ENOMEM;
+    int rc = cochlea_audio_open(input, &aup, &rd);
+    if (!rc)
+        rc = cochlea_audio_read(rd, *pcm, ws, n);
+    cochlea_audio_close(rd);
+    return rc;
+}
+
+/* Language ID of one file: top 5 at the language position of its first window. */
+static int detect_language(const opts *o, cochlea_asr *asr, const char *input, const float *pcm, size_t n,
+                           const int32_t *cand, size_t n_cand)
+{
     tr_lang top[5];
+    size_t n_out;
     int64_t frame;
     int emitted;
-    rc = asr_lang_detect(cochlea_asr_posteriors(asr, NULL), cochlea_asr_n_positions(asr), cochlea_asr_vocab_size(asr),
-                         ids, codes, n_lang, cand, n_cand, top, 5, &n_out, &frame, &emitted);
+    int rc = top_languages(asr, pcm, n, cand, n_cand, top, 5, &n_out, &frame, &emitted);
     if (rc)
         return cli_lib_error(rc, "language identification");
     if (o->n_inputs > 1)
@@ -550,21 +577,13 @@ static int run(int argc, char **argv)
             aup.sample_rate = cochlea_asr_sample_rate(asr);
             if (o.detect) {
                 /* the first window is all language ID reads */
-                size_t ws = cochlea_asr_window_samples(asr);
-                cochlea_audio *rd = NULL;
                 free(pcm);
-                pcm = malloc(ws * sizeof *pcm);
-                if (!pcm) {
-                    cli_error("out of memory");
-                    goto done;
-                }
-                if ((rc = cochlea_audio_open(input, &aup, &rd)) || (rc = cochlea_audio_read(rd, pcm, ws, &n))) {
-                    cochlea_audio_close(rd);
+                pcm = NULL;
+                if ((rc = first_window(asr, input, &pcm, &n))) {
                     cli_lib_error(rc, "reading the audio");
                     failed++;
                     continue;
                 }
-                cochlea_audio_close(rd);
                 if (n == 0) {
                     cli_error("%s: contains no audio samples", input);
                     failed++;
@@ -633,7 +652,24 @@ static int run(int argc, char **argv)
                 snprintf(tr.lang, sizeof tr.lang, "%.*s", (int)strlen(lang_sym) - 2, lang_sym + 1);
             tr.wall_s = t_run;
             tr.load_s = t_load;
+            /* JSON with --lang auto: the probabilities of the languages (first window) */
+            static tr_lang probs[5];
+            size_t n_probs = 0;
+            if (o.formats[TR_FORMAT_JSON] && !lang_sym[0] && !o.out_post && !o.out_enc && !o.features) {
+                float *head = NULL;
+                size_t nh = 0;
+                int64_t frame;
+                int emitted;
+                if (first_window(asr, input, &head, &nh) == 0 && nh > 0 &&
+                    top_languages(asr, head, nh, NULL, 0, probs, 5, &n_probs, &frame, &emitted) == 0) {
+                    tr.lang_probs = probs;
+                    tr.n_lang_probs = n_probs;
+                }
+                free(head);
+            }
             int bad = write_outputs(&o, input, &tr);
+            tr.lang_probs = NULL; /* static storage, not the transcript's */
+            tr.n_lang_probs = 0;
             transcript_free(&tr);
             if (bad) {
                 failed++;
