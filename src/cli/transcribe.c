@@ -677,6 +677,24 @@ static int run(int argc, char **argv)
             }
         } else {
             printf("%s\n", o.print_special ? cochlea_asr_text(asr) : cochlea_asr_text_nospecial(asr));
+            if (!lang_sym[0] && !o.c.quiet) { /* --lang auto: the language the model emitted */
+                size_t nt;
+                const int32_t *tok = cochlea_asr_tokens(asr, &nt);
+                const char *found = NULL;
+                for (size_t i = 0; i < nt && !found; i++) {
+                    const char *pc = cochlea_asr_token_piece(asr, tok[i]);
+                    size_t len = pc ? strlen(pc) : 0;
+                    char code[16];
+                    if (len >= 3 && len - 2 < sizeof code && pc[0] == '<' && pc[len - 1] == '>') {
+                        memcpy(code, pc + 1, len - 2);
+                        code[len - 2] = '\0';
+                        if (asr_lang_index(code) >= 0)
+                            found = pc;
+                    }
+                }
+                fprintf(stderr, "cochlea: %s%sdetected language: %s\n", n_jobs > 1 ? input : "", n_jobs > 1 ? ": " : "",
+                        found ? found : "none emitted (see --detect-language)");
+            }
         }
         fflush(stdout);
         size_t shape[3] = {(size_t)cochlea_asr_n_windows(asr), (size_t)cochlea_asr_n_positions(asr), 0};
