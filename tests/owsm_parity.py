@@ -672,7 +672,8 @@ def body(tmp, pool, ref_pool):
     check(p2.returncode == 0 and sanitizer_clean(err2) and f"({nwin} windows" in err2,
           f"2-hour WAV: decoded in {nwin} windows ({time.time() - t:.1f} s)")
     with open(COCHLEA, "rb") as fb:
-        asan = b"AddressSanitizer" in fb.read()
+        exe = fb.read()
+        asan = b"__asan_init" in exe or b"AddressSanitizer" in exe
     pcm_mb = n2h * 4 / 2**20
     if asan:  # ASan's quarantine and shadow memory make RSS meaningless
         log(f"     2-hour WAV: peak RSS {peak_kb / 1024:.0f} MiB (ASan build: not checked)")
