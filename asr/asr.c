@@ -6,6 +6,7 @@
 
 #include "asr/ctc.h"
 #include "asr/owsm.h"
+#include "asr/timestamps.h"
 #include "cochlea.h"
 #include "ctx.h"
 #include "error.h"
@@ -254,41 +255,24 @@ typedef struct plan {
     int64_t keep0, keep1; /* kept positions per window [keep0, keep1) */
 } plan;
 
+/* The window plan of n samples: the same arithmetic the timestamps use (tr_layout_plan), so the
+ * engine's windows and the transcript's frame times cannot drift apart. */
 static int make_plan(const cochlea_asr *a, size_t n, float context, plan *p)
 {
     const owsm_hparams *hp = &a->m->hp;
     memset(p, 0, sizeof *p);
+    tr_layout l;
+    int rc = tr_layout_plan(hp->sample_rate, hp->hop_length, hp->window_samples, hp->positions, n, (double)context,
+                            &l);
+    if (rc)
+        return rc;
     p->n = n;
-    const int64_t buf = hp->window_samples;
-    if ((int64_t)n <= buf) {
-        p->n_windows = 1;
-        p->keep0 = 0, p->keep1 = hp->positions;
-        return COCHLEA_OK;
-    }
-    if (!(context >= 0.0f) || 2.0 * context >= hp->speech_length)
-        return err_set(COCHLEA_EINVAL, "long-form context %g s must be in [0, %g) s", (double)context,
-                       (double)hp->speech_length / 2);
-    p->long_form = 1;
-    p->hop = (int64_t)((double)hp->sample_rate * ((double)hp->speech_length - 2.0 * (double)context));
-    p->pad = (int64_t)((double)hp->sample_rate * (double)context);
-    if (p->hop <= 0)
-        return err_set(COCHLEA_EINVAL, "long-form context %g s leaves no audio per window", (double)context);
-    /* windows start every hop over the padded signal; the first short one is the last */
-    const int64_t L = (int64_t)n + 2 * p->pad;
-    for (int64_t s = 0; s < L; s += p->hop) {
-        p->n_windows++;
-        if (L - s < buf)
-            break;
-    }
-    const double fps = (double)hp->sample_rate / (double)hp->hop_length / 8.0;
-    const int64_t buffer_frames = (int64_t)(fps * (double)hp->speech_length);
-    const int64_t cf = (int64_t)(fps * (double)context);
-    p->keep0 = cf;
-    p->keep1 = cf > 0 ? buffer_frames - cf : buffer_frames;
-    if (p->keep1 > hp->positions)
-        p->keep1 = hp->positions;
-    if (p->keep1 <= p->keep0)
-        return err_set(COCHLEA_EINVAL, "long-form context %g s keeps no frames", (double)context);
+    p->n_windows = l.n_windows;
+    p->long_form = l.long_form;
+    p->pad = l.pad;
+    p->hop = l.hop;
+    p->keep0 = l.keep0;
+    p->keep1 = l.keep1;
     return COCHLEA_OK;
 }
 

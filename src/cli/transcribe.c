@@ -461,9 +461,10 @@ static int run(int argc, char **argv)
     o.batch = 1;
     o.repeat = 1;
     o.context = 4.0;
-    o.max_len = 42;
-    o.max_duration = 6.0;
-    o.split_gap = 0.8;
+    const tr_options seg = tr_default_options(); /* subtitle segmentation defaults */
+    o.max_len = (long)seg.max_chars;
+    o.max_duration = seg.max_duration;
+    o.split_gap = seg.split_gap;
     for (int i = 1; i < argc; i++)
         if (cli_is_help(argv[i])) {
             printf("%s", usage);
