@@ -22,9 +22,9 @@ JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 CONFIGURE_FLAGS=${CONFIGURE_FLAGS:-}
 
 # Debian packages: build, then what the tests need (PyTorch/numpy references, SentencePiece,
-# espeak-ng + sox for synthetic speech).
+# espeak-ng + sox for synthetic speech, kakasi + opencc + sctk for the recipe).
 build_pkgs="gcc make autoconf automake libtool pkg-config libsndfile1-dev libfftw3-dev libopenblas-dev libsoxr-dev libdnnl-dev check"
-test_pkgs="python3 python3-numpy python3-torch python3-yaml python3-sentencepiece sentencepiece espeak-ng sox"
+test_pkgs="python3 python3-numpy python3-torch python3-yaml python3-sentencepiece sentencepiece espeak-ng sox kakasi opencc sctk"
 pkgs=$build_pkgs
 [ "$mode" = check ] && pkgs="$pkgs $test_pkgs"
 

@@ -21,8 +21,9 @@ static const char usage[] =
     "usage: cochlea transcribe -m MODEL [options] FILE...\n"
     "\n"
     "Recognise (or translate) speech with an OWSM-CTC model. Any audio format libsndfile reads is\n"
-    "accepted (- reads standard input) and resampled to the model's rate. Audio up to 30 s is one\n"
-    "window; longer audio is decoded in overlapping 30 s windows (ESPnet's long-form slicing).\n"
+    "accepted (- reads standard input) and resampled to the model's rate. Audio up to one window\n"
+    "(the model's speech_length: 30 s for the released models) is one window; longer audio is\n"
+    "decoded in overlapping windows (ESPnet's long-form slicing).\n"
     "Several files are decoded in one run with the model loaded once.\n"
     "\n"
     "  -m, --model FILE       OWSM-CTC model (.gguf, from tools/convert_owsm_ctc.py)\n"
@@ -45,7 +46,8 @@ static const char usage[] =
     "                         of `text_nospecial`\n"
     "  --precision P          f32 (default), bf16 or int8 matrix products\n"
     "  --batch N              30 s windows per forward pass (default 1)\n"
-    "  --context S            long-form context in seconds on each side of a window (default 4)\n"
+    "  --context S            long-form context in seconds on each side of a window (default 4 for\n"
+    "                         30 s windows, 2/15 of the window for shorter ones)\n"
     "  --features F.npy       run on one window of normalised log-mel features [frames, n_mels]\n"
     "                         instead of audio (for parity checks)\n"
     "  --output-posteriors F  write the CTC log-posteriors, float32 .npy [windows, positions, vocab]\n"
@@ -460,7 +462,7 @@ static int run(int argc, char **argv)
     memset(&o, 0, sizeof o);
     o.batch = 1;
     o.repeat = 1;
-    o.context = 4.0;
+    o.context = -1.0; /* automatic (tr_layout_plan) */
     const tr_options seg = tr_default_options(); /* subtitle segmentation defaults */
     o.max_len = (long)seg.max_chars;
     o.max_duration = seg.max_duration;
