@@ -1,7 +1,7 @@
 #!/bin/sh
 # Recipe: a small multilingual OWSM-CTC model trained from scratch on synthetic speech.
 #
-#   sh recipes/owsm_ctc_tiny/run.sh                 all stages (about 2.5 h on 2 cores)
+#   sh recipes/owsm_ctc_tiny/run.sh                 all stages (about 3 h on 2 cores, 2.5 h of it training)
 #   STAGE=4 STOP_STAGE=4 sh recipes/owsm_ctc_tiny/run.sh   one stage (training resumes itself)
 #   SMOKE=1 WORK=/tmp/x sh recipes/owsm_ctc_tiny/run.sh    a few sentences, a few steps (CI)
 #
