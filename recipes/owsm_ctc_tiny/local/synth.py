@@ -71,7 +71,8 @@ def espeak(voice, rate, pitch, text):
         if w.getsampwidth() != 2 or w.getnchannels() != 1:
             raise RuntimeError("espeak-ng: unexpected WAV format")
         sr = w.getframerate()
-        # espeak-ng streams with a placeholder length; read what is there
+        # espeak-ng writes a streaming header whose length fields are not filled in, so the
+        # samples are everything after the 44-byte header
         data = r.stdout[44:]
     x = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
     return x, sr
@@ -158,7 +159,7 @@ def frontend():
         import torch
         torch.set_num_threads(1)
         import owsm_ctc as ref
-        hp = ref.HParams(ref.build_config(_SizeStub(), ["<blank>", "<unk>", "<na>", "<nolang>", "<asr>",
+        hp = ref.HParams(ref.build_config(_FrontendOnlySizes(), ["<blank>", "<unk>", "<na>", "<nolang>", "<asr>",
                                                           "<sos>", "<eos>", "<sop>"], "bpe.model", "s.npz"))
         f = ref.Frontend(hp)
         mel = ref.slaney_mel_matrix(hp.fs, hp.n_fft, hp.n_mels, hp.fmin, hp.fmax)
@@ -167,7 +168,8 @@ def frontend():
     return _FRONT
 
 
-class _SizeStub:
+class _FrontendOnlySizes:
+    """Minimal network sizes for build_config: only the frontend of the model is used here."""
     layers, d_model, heads, ffn, cgmlp, cgmlp_kernel, merge_kernel = 1, 8, 1, 8, 8, 3, 3
     prompt_layers, prompt_d, prompt_heads, prompt_ffn = 1, 8, 1, 8
     cross_layers, interctc, n_mels = [], [], 80

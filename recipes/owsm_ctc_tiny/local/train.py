@@ -37,7 +37,9 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "..", "tests", "ref"))
+sys.path.insert(0, HERE)
 import owsm_ctc as ref  # noqa: E402
+from score import edit_distance  # noqa: E402  (the recipe's scorer, checked against sclite)
 
 SILENCE = math.log(1e-10)  # log-mel of digital silence
 
@@ -276,17 +278,6 @@ def greedy(ids_row):
             out.append(i)
         prev = i
     return out
-
-
-def edit_distance(r, h):
-    d = list(range(len(h) + 1))
-    for i in range(1, len(r) + 1):
-        prev, d[0] = d[0], i
-        for j in range(1, len(h) + 1):
-            cur = d[j]
-            d[j] = min(d[j] + 1, d[j - 1] + 1, prev + (r[i - 1] != h[j - 1]))
-            prev = cur
-    return d[len(h)]
 
 
 @torch.no_grad()
