@@ -313,6 +313,73 @@ COCHLEA_API int cochlea_asr_sample_rate(const cochlea_asr *asr);
 /* The log-mel frontend parameters of the model (melmat and MVN pointers valid while asr lives). */
 COCHLEA_API cochlea_fbank_params cochlea_asr_fbank_params(const cochlea_asr *asr);
 
+
+/* ==== neural speech codec: SECodec (codec/) ============================================== */
+/* A SECodec model (general.architecture "secodec", docs/secodec-model.md): a SEANet encoder and
+ * decoder (secodec.md §1) and up to 32 levels of residual codebooks, built by structural-entropy
+ * minimisation (quantizer "se": tokens by the node-game rule of secodec.md §2.7) or converted
+ * from a Euclidean RVQ (quantizer "nearest"). A model without codebooks ("bare") can encode
+ * latents only (for cochlea codec build-codebook). */
+typedef struct cochlea_codec cochlea_codec;
+typedef struct cochlea_codec_params {
+    int n_threads;                    /* 0: every online CPU (default) */
+    enum cochlea_precision precision; /* matrix products: COCHLEA_PRECISION_F32 (default) or BF16 */
+    /* Long signals run through the network in chunks so memory stays bounded: each pass covers
+     * chunk_frames frames (default 1000 = 20 s at 50 Hz) plus overlap_frames on each side (default
+     * 50 = 1 s) that are computed and thrown away, so chunk seams are close to whole-signal
+     * results. A signal of at most chunk_frames + overlap_frames frames is one pass, exactly the
+     * whole-signal computation. */
+    int chunk_frames;
+    int overlap_frames;
+} cochlea_codec_params;
+COCHLEA_API cochlea_codec_params cochlea_codec_default_params(void);
+/* Open and validate a codec model file. On success *out is owned by the caller. */
+COCHLEA_API int cochlea_codec_load(const char *path, const cochlea_codec_params *params, cochlea_codec **out);
+COCHLEA_API void cochlea_codec_free(cochlea_codec *codec);
+/* Sample rate (16000), samples per frame (hop, 320), latent width D, levels (0: bare network),
+ * codebook size K_l of level l (0 for a bad level), and "se", "nearest" or "" (bare). */
+COCHLEA_API int cochlea_codec_sample_rate(const cochlea_codec *codec);
+COCHLEA_API int cochlea_codec_hop(const cochlea_codec *codec);
+COCHLEA_API int cochlea_codec_dimension(const cochlea_codec *codec);
+COCHLEA_API int cochlea_codec_n_levels(const cochlea_codec *codec);
+COCHLEA_API int cochlea_codec_codebook_size(const cochlea_codec *codec, int level);
+COCHLEA_API const char *cochlea_codec_quantizer(const cochlea_codec *codec);
+/* 64-bit fingerprint of everything decoding depends on (decoder weights, codebooks, their
+ * shapes and hyperparameters): a .sec file records it and decoding with another model is
+ * refused. */
+COCHLEA_API uint64_t cochlea_codec_fingerprint(const cochlea_codec *codec);
+/* Frames for n samples: ceil(n / hop). */
+COCHLEA_API size_t cochlea_codec_n_frames(const cochlea_codec *codec, size_t n_samples);
+
+/* Encoder latents of mono PCM at the codec's rate: z holds n_frames x D floats. */
+COCHLEA_API int cochlea_codec_encode_latents(cochlea_codec *codec, const float *pcm, size_t n_samples, float *z);
+/* Tokens of the first n_levels levels (1..cochlea_codec_n_levels): codes holds n_frames x
+ * n_levels int32, time-major (the levels of frame 0, then frame 1, ...). nearest = 1 uses the
+ * nearest codeword at every level instead of the model's rule (for comparison). */
+COCHLEA_API int cochlea_codec_encode(cochlea_codec *codec, const float *pcm, size_t n_samples, int n_levels,
+                                     int nearest, int32_t *codes);
+/* Audio from tokens: codes as cochlea_codec_encode writes them (n_frames x n_levels, levels
+ * 0..n_levels-1, each < K_l; COCHLEA_ERANGE otherwise); pcm receives n_samples samples, at most
+ * n_frames * hop (the signal is cut to the original length). */
+COCHLEA_API int cochlea_codec_decode(cochlea_codec *codec, const int32_t *codes, size_t n_frames, int n_levels,
+                                     float *pcm, size_t n_samples);
+
+/* Streaming, for signals of any length in bounded memory. Encoding pulls audio from `reader`
+ * (opened at the codec's rate) and hands each finished run of frames' codes to `on_codes`
+ * (codes n_frames x n_levels); the total sample count is stored in *n_samples. Decoding pulls
+ * codes with `next_codes` (it fills up to max_frames frames and sets *n_frames; 0 means the end)
+ * and hands audio to `on_pcm`, n_samples in all. A callback returning nonzero stops the run with
+ * that code. The results equal the whole-signal functions above. */
+typedef int (*cochlea_codec_codes_fn)(const int32_t *codes, size_t n_frames, void *user);
+typedef int (*cochlea_codec_next_codes_fn)(int32_t *codes, size_t max_frames, size_t *n_frames, void *user);
+typedef int (*cochlea_codec_pcm_fn)(const float *pcm, size_t n, void *user);
+COCHLEA_API int cochlea_codec_encode_audio(cochlea_codec *codec, cochlea_audio *reader, int n_levels, int nearest,
+                                           cochlea_codec_codes_fn on_codes, void *user, uint64_t *n_samples,
+                                           cochlea_progress_fn progress, void *progress_user);
+COCHLEA_API int cochlea_codec_decode_stream(cochlea_codec *codec, int n_levels, uint64_t n_samples,
+                                            cochlea_codec_next_codes_fn next_codes, cochlea_codec_pcm_fn on_pcm,
+                                            void *user, cochlea_progress_fn progress, void *progress_user);
+
 #ifdef __cplusplus
 }
 #endif

@@ -46,6 +46,9 @@ int cli_parse_float(const char *cmd, const char *opt, const char *s, double *out
 
 /* Write a float32 C-order .npy of the given shape; returns 0 or 1 (message printed, file removed). */
 int cli_write_npy(const char *path, const float *data, int ndim, const size_t *shape);
+/* The same for any element type: descr is numpy's ("<i4", "<f4", ...), elem its size in bytes. */
+int cli_write_npy_typed(const char *path, const char *descr, const void *data, size_t elem, int ndim,
+                        const size_t *shape);
 
 /* Subcommands (one file each in src/cli/). */
 extern const cli_command cli_cmd_info;
@@ -53,5 +56,6 @@ extern const cli_command cli_cmd_quantize;
 extern const cli_command cli_cmd_features;
 extern const cli_command cli_cmd_tokenize;
 extern const cli_command cli_cmd_transcribe;
+extern const cli_command cli_cmd_codec;
 
 #endif

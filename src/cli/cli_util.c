@@ -149,8 +149,14 @@ void cli_setup_logging(const cli_common *c)
 
 int cli_write_npy(const char *path, const float *data, int ndim, const size_t *shape)
 {
+    return cli_write_npy_typed(path, "<f4", data, sizeof(float), ndim, shape);
+}
+
+int cli_write_npy_typed(const char *path, const char *descr, const void *data, size_t elem, int ndim,
+                        const size_t *shape)
+{
     char dict[256];
-    int n = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+    int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
     size_t count = 1;
     for (int i = 0; i < ndim; i++) {
         n += snprintf(dict + n, sizeof dict - (size_t)n, "%zu%s", shape[i], ndim == 1 ? "," : i + 1 < ndim ? ", " : "");
@@ -172,7 +178,7 @@ int cli_write_npy(const char *path, const float *data, int ndim, const size_t *s
     FILE *f = fopen(path, "wb");
     if (!f)
         return cli_error("%s: cannot create: %s", path, strerror(errno));
-    int bad = fwrite(head, 1, padded, f) != padded || (count && fwrite(data, sizeof(float), count, f) != count);
+    int bad = fwrite(head, 1, padded, f) != padded || (count && fwrite(data, elem, count, f) != count);
     bad |= fclose(f) != 0;
     if (bad) {
         unlink(path);

@@ -12,6 +12,7 @@ static const cli_command *const commands[] = {
     &cli_cmd_features,
     &cli_cmd_tokenize,
     &cli_cmd_transcribe,
+    &cli_cmd_codec,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -28,7 +28,8 @@ static const char usage[] =
     "  OUT.gguf           the file to write (or -o/--output FILE)\n"
     "  --type T           q8_0 (default), f16, bf16 or f32\n"
     "  --keep PATTERN     keep tensors whose name matches the glob PATTERN as they are\n"
-    "                     (repeatable; e.g. --keep 'quantizer.*')\n"
+    "                     (repeatable; e.g. --keep 'quantizer.*'; a codec's quantizer.* tensors\n"
+    "                     are always kept)\n"
     "  -q, --quiet        no progress bar and no summary\n";
 
 static int run(int argc, char **argv);
@@ -110,6 +111,16 @@ static int run(int argc, char **argv)
     if (!out)
         return cli_usage_error(CMD, "no output file given");
     cli_setup_logging(&c);
+    /* A codec's codebooks and SE graph decide its tokens: converting them would change the tokens
+     * and the model fingerprint, so they are kept as they are (only the network is converted). */
+    gguf_file *gf;
+    if (gguf_open(in, &gf) == COCHLEA_OK) {
+        const char *arch;
+        if (gguf_has_key(gf, "general.architecture") && gguf_get_str(gf, "general.architecture", &arch, NULL) == 0 &&
+            strcmp(arch, "secodec") == 0 && n_keep < MAX_KEEP)
+            keep[n_keep++] = "quantizer.*";
+        gguf_close(gf);
+    }
 
     progress pg;
     progress_start(&pg, stderr, "quantize", 0, c.quiet);
