@@ -41,6 +41,7 @@ static const char usage[] =
     "  --nearest           nearest-codeword tokens instead of the model's SE rule (comparison)\n"
     "  --tokens FILE       also write the tokens: FILE.npy (int32 [frames, levels]) or text\n"
     "                      (one line per frame, levels separated by spaces)\n"
+    "  --latents FILE.npy  also write the encoder latents (float32 [frames, D]; whole file in memory)\n"
     "decode: a .sec file (or -) to audio (.wav 16-bit PCM; .flac; --float for 32-bit float WAV)\n"
     "  --salvage           on a damaged file, decode the intact chunks before the first bad one\n"
     "  --float             write 32-bit float samples (default 16-bit PCM, clipped to [-1, 1])\n"
@@ -73,7 +74,7 @@ typedef struct opts {
     double bandwidth;
     int entropy, nearest, salvage, as_float, force;
     int chunk_frames;
-    const char *tokens;
+    const char *tokens, *latents;
     /* build-codebook / se-stats */
     const char *audio_list, *features;
     long nodes, k, group, min_community, max_frames;
@@ -104,7 +105,7 @@ static int parse(opts *o, int argc, char **argv)
         if (r > 0)
             continue;
         long v;
-        if (strcmp(a, "--levels") == 0 || strcmp(a, "--chunk-frames") == 0 || strcmp(a, "--tokens") == 0 ||
+        if (strcmp(a, "--levels") == 0 || strcmp(a, "--chunk-frames") == 0 || strcmp(a, "--tokens") == 0 || strcmp(a, "--latents") == 0 ||
             strcmp(a, "--bandwidth") == 0 || strcmp(a, "--audio-list") == 0 || strcmp(a, "--features") == 0 ||
             strcmp(a, "--nodes") == 0 || strcmp(a, "--k") == 0 || strcmp(a, "--group") == 0 ||
             strcmp(a, "--min-community") == 0 || strcmp(a, "--seed") == 0 || strcmp(a, "--max-frames") == 0) {
@@ -126,6 +127,8 @@ static int parse(opts *o, int argc, char **argv)
                     return cli_usage_error(CMD, "--bandwidth must be positive (kbit/s), got '%s'", val);
             } else if (strcmp(a, "--tokens") == 0) {
                 o->tokens = val;
+            } else if (strcmp(a, "--latents") == 0) {
+                o->latents = val;
             } else if (strcmp(a, "--audio-list") == 0) {
                 o->audio_list = val;
             } else if (strcmp(a, "--features") == 0) {
@@ -430,9 +433,34 @@ static int encode_to_codes(const opts *o, cochlea_codec *c, int levels, code_buf
     return 0;
 }
 
+/* The encoder latents of o->in as a float32 .npy [frames, D] (the whole file in memory). */
+static int write_latents(const opts *o, cochlea_codec *c)
+{
+    cochlea_audio_params ap = cochlea_audio_default_params();
+    ap.sample_rate = cochlea_codec_sample_rate(c);
+    float *pcm = NULL;
+    size_t n = 0;
+    int rc = cochlea_audio_load(o->in, &ap, &pcm, &n);
+    if (rc)
+        return cli_lib_error(rc, "");
+    size_t shape[2] = {cochlea_codec_n_frames(c, n), (size_t)cochlea_codec_dimension(c)};
+    float *z = malloc((shape[0] ? shape[0] : 1) * shape[1] * sizeof *z);
+    int ret = 1;
+    if (!z)
+        cli_error("out of memory for %zu frames of latents", shape[0]);
+    else if ((rc = cochlea_codec_encode_latents(c, pcm, n, z)))
+        cli_lib_error(rc, o->in);
+    else
+        ret = cli_write_npy(o->latents, z, 2, shape);
+    free(z);
+    cochlea_audio_samples_free(pcm);
+    return ret;
+}
+
 static int cmd_encode(const opts *o)
 {
-    if (check_output(o, o->out) || (o->tokens && check_output(o, o->tokens)))
+    if (check_output(o, o->out) || (o->tokens && check_output(o, o->tokens)) ||
+        (o->latents && check_output(o, o->latents)))
         return 1;
     cochlea_codec *c;
     if (load_codec(o, &c))
@@ -473,6 +501,8 @@ static int cmd_encode(const opts *o)
     }
     f = NULL;
     if (o->tokens && write_tokens(o->tokens, b.codes, b.n_frames, levels))
+        goto done;
+    if (o->latents && write_latents(o, c))
         goto done;
     if (!o->c.quiet) {
         print_rate("encoded", &h, bytes);
