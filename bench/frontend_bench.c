@@ -4,7 +4,8 @@
  *     bench/frontend_bench [-r REPS] [--n-mels N] FILE...
  *
  * CPU time is the calling thread's (CLOCK_THREAD_CPUTIME_ID): the frontend runs on one thread.
- * Each figure is the median of REPS runs (default 5). One line per file and stage:
+ * Each figure is the median of REPS runs (default 5); the header line names the STFT transform
+ * in use (COCHLEA_FFT selects another, see frontend/stft.h). One line per file and stage:
  *     FILE  STAGE  audio_s  cpu_s  x_realtime */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <time.h>
 
 #include "cochlea.h"
+#include "frontend/stft.h"
 
 #define CHUNK 65536
 
@@ -107,7 +109,12 @@ int main(int argc, char **argv)
     double *t = malloc((size_t)reps * sizeof(double));
     if (!buf || !feats || !t)
         return 1;
-    printf("# file stage audio_s cpu_s x_realtime (median of %d, one thread)\n", reps);
+    stft *st;
+    if ((rc = stft_create(p.n_fft, p.win_length, p.hop_length, &st)))
+        return fail(rc, "stft");
+    printf("# file stage audio_s cpu_s x_realtime (median of %d, one thread); STFT transform: %s\n", reps,
+           stft_fft_name(stft_get_fft(st)));
+    stft_free(st);
     for (int f = first; f < argc; f++) {
         const char *path = argv[f];
         size_t n = 0;

@@ -16,8 +16,15 @@
 #include "stft.h"
 
 #define FBANK_MAX_MELS 4096
-#define LOG_BLOCK 8
+#define LOG_BLOCK STFT_BATCH
 #define BAND_BLOCK 4
+
+/* One value per frame of a batch; plain IEEE arithmetic per lane, so a lane's result does not
+ * depend on the other lanes or on the vector width the compiler picks. */
+typedef double fbank_lanes __attribute__((vector_size(STFT_BATCH * sizeof(double))));
+typedef float fbank_f8 __attribute__((vector_size(8 * sizeof(float))));
+typedef int fbank_i8 __attribute__((vector_size(8 * sizeof(int))));
+_Static_assert(STFT_BATCH == 8, "the output transpose works on 8 x 8 blocks");
 
 struct cochlea_fbank {
     stft *st;
@@ -30,10 +37,11 @@ struct cochlea_fbank {
     size_t *band_off;
     double *band_w;
     float *mean, *std; /* NULL without MVN */
-    /* scratch */
-    double *power;
-    double *mel;       /* n_mels rounded up to LOG_BLOCK */
-    float *span;
+    /* scratch for a batch of up to STFT_BATCH frames, one frame per lane: */
+    double *power;     /* [n_bins + BAND_BLOCK][STFT_BATCH], zero rows past n_bins */
+    double *mel;       /* [n_mels][STFT_BATCH] */
+    float *fmel;       /* [n_mels][STFT_BATCH]: the features in float32 */
+    float *span;       /* STFT_BATCH x win_length gathered (reflected) frames */
     /* stream state */
     float *buf;        /* samples [buf_first, buf_first + buf_len) of the stream */
     size_t buf_len, buf_cap, buf_first;
@@ -189,16 +197,18 @@ int cochlea_fbank_create(const cochlea_fbank_params *p, cochlea_fbank **out)
     fb->band_lo = malloc(nm * sizeof(int));
     fb->band_len = malloc(nm * sizeof(int));
     fb->band_off = malloc(nm * sizeof(size_t));
-    fb->power = calloc(nb + BAND_BLOCK, sizeof(double)); /* zero padding past n_bins */
-    const size_t nm_pad = (nm + LOG_BLOCK - 1) / LOG_BLOCK * LOG_BLOCK;
-    fb->mel = malloc(nm_pad * sizeof(double));
-    fb->span = malloc((size_t)p->win_length * sizeof(float));
-    if (!fb->band_lo || !fb->band_len || !fb->band_off || !fb->power || !fb->mel || !fb->span) {
+    /* sizes: nb <= 32769, nm <= FBANK_MAX_MELS, win_length <= 65536: no overflow */
+    const size_t power_bytes = (nb + BAND_BLOCK) * STFT_BATCH * sizeof(double);
+    const size_t mel_bytes = nm * STFT_BATCH * sizeof(double);
+    fb->power = aligned_alloc(64, (power_bytes + 63) / 64 * 64);
+    fb->mel = aligned_alloc(64, (mel_bytes + 63) / 64 * 64);
+    fb->fmel = aligned_alloc(64, (mel_bytes / 2 + 63) / 64 * 64);
+    fb->span = malloc((size_t)STFT_BATCH * (size_t)p->win_length * sizeof(float));
+    if (!fb->band_lo || !fb->band_len || !fb->band_off || !fb->power || !fb->mel || !fb->fmel || !fb->span) {
         rc = err_set(COCHLEA_ENOMEM, "fbank: out of memory");
         goto fail;
     }
-    for (size_t m = 0; m < nm_pad; m++)
-        fb->mel[m] = 1.0;
+    memset(fb->power, 0, power_bytes); /* the rows past n_bins stay zero */
     const float *melmat = p->melmat;
     if (!melmat) {
         double fmax = p->fmax > 0.0f ? (double)p->fmax : p->sample_rate / 2.0;
@@ -258,6 +268,7 @@ void cochlea_fbank_free(cochlea_fbank *fb)
     free(fb->std);
     free(fb->power);
     free(fb->mel);
+    free(fb->fmel);
     free(fb->span);
     free(fb->buf);
     free(fb);
@@ -307,48 +318,120 @@ static void log_block(const double *x, double *y)
     }
 }
 
-/* One feature row from a frame's win_length samples: ln(max(sum_k P_k W_km, 1e-10)), then
- * (x - mean) / std in float32 as torch does. */
-static void fbank_frame(cochlea_fbank *fb, const float *span, float *out)
+/* Transpose 8 rows of 8 floats (rows r[8 i .. 8 i + 8)) into columns c[j] = (r_0[j], ..., r_7[j])
+ * with three rounds of two-vector shuffles. */
+#if defined(__clang__)
+#define SHUF8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) __builtin_shufflevector(a, b, i0, i1, i2, i3, i4, i5, i6, i7)
+#else
+#define SHUF8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) __builtin_shuffle(a, b, (fbank_i8){i0, i1, i2, i3, i4, i5, i6, i7})
+#endif
+static void transpose8(const float *r, fbank_f8 *c)
 {
-    stft_power(fb->st, span, fb->power);
+    fbank_f8 v[8], t[8], u[8];
+    memcpy(v, r, sizeof v);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = SHUF8(v[i], v[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = SHUF8(v[i], v[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = SHUF8(t[i], t[i + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[i + 1] = SHUF8(t[i], t[i + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        u[i + 2] = SHUF8(t[i + 1], t[i + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[i + 3] = SHUF8(t[i + 1], t[i + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+    for (int j = 0; j < 4; j++) {
+        c[j] = SHUF8(u[j], u[j + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        c[j + 4] = SHUF8(u[j], u[j + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+
+/* Feature rows of n frames (1 <= n <= STFT_BATCH) from their win_length samples, one frame per
+ * lane: ln(max(sum_k P_k W_km, 1e-10)), then (x - mean) / std in float32 as torch does. Each
+ * lane's arithmetic is the same whatever n, so batched and single frames agree bit for bit. */
+static void fbank_frames(cochlea_fbank *fb, const float *const *spans, int n, float *out)
+{
+    stft_power_batch(fb->st, spans, n, fb->power);
     const double *pw = fb->power;
     double *mel = fb->mel;
     const int nm = fb->n_mels;
     for (int m = 0; m < nm; m++) {
         const double *w = fb->band_w + fb->band_off[m];
-        const double *p = pw + fb->band_lo[m];
-        double acc[BAND_BLOCK] = {0};
-        for (int j = 0; j < fb->band_len[m]; j += BAND_BLOCK)
-            for (int i = 0; i < BAND_BLOCK; i++)
-                acc[i] += p[j + i] * w[j + i];
-        double sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-        mel[m] = sum > FBANK_LOG_FLOOR ? sum : FBANK_LOG_FLOOR;
+        const double *p = pw + (size_t)fb->band_lo[m] * STFT_BATCH;
+        fbank_lanes acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0}, v;
+        for (int j = 0; j < fb->band_len[m]; j += BAND_BLOCK) {
+            memcpy(&v, p + (size_t)j * STFT_BATCH, sizeof v);
+            acc0 += v * w[j];
+            memcpy(&v, p + (size_t)(j + 1) * STFT_BATCH, sizeof v);
+            acc1 += v * w[j + 1];
+            memcpy(&v, p + (size_t)(j + 2) * STFT_BATCH, sizeof v);
+            acc2 += v * w[j + 2];
+            memcpy(&v, p + (size_t)(j + 3) * STFT_BATCH, sizeof v);
+            acc3 += v * w[j + 3];
+        }
+        fbank_lanes sum = (acc0 + acc1) + (acc2 + acc3);
+        memcpy(mel + (size_t)m * STFT_BATCH, &sum, sizeof sum);
     }
-    for (int m = 0; m < nm; m += LOG_BLOCK)
-        log_block(mel + m, mel + m); /* the padding past n_mels holds 1.0 */
-    for (int m = 0; m < nm; m++)
-        out[m] = (float)mel[m];
-    if (fb->mean)
-        for (int m = 0; m < fb->n_mels; m++)
-            out[m] = (out[m] - fb->mean[m]) / fb->std[m];
+    for (int m = 0; m < nm; m++) {
+        double *x = mel + (size_t)m * STFT_BATCH;
+        for (int l = 0; l < STFT_BATCH; l++)
+            x[l] = x[l] > FBANK_LOG_FLOOR ? x[l] : FBANK_LOG_FLOOR;
+        log_block(x, x);
+    }
+    /* to float32 and MVN, still one frame per lane */
+    float *fm = fb->fmel;
+    for (int m = 0; m < nm; m++) {
+        const double *x = mel + (size_t)m * STFT_BATCH;
+        float *y = fm + (size_t)m * STFT_BATCH;
+        for (int l = 0; l < STFT_BATCH; l++)
+            y[l] = (float)x[l];
+        if (fb->mean) {
+            const float mu = fb->mean[m], sd = fb->std[m];
+            for (int l = 0; l < STFT_BATCH; l++)
+                y[l] = (y[l] - mu) / sd;
+        }
+    }
+    /* transpose [mel][frame] to the caller's [frame][mel], 8 x 8 blocks at a time */
+    int m0 = 0;
+    for (; m0 + 8 <= nm; m0 += 8) {
+        fbank_f8 c[8];
+        transpose8(fm + (size_t)m0 * STFT_BATCH, c);
+        for (int f = 0; f < n; f++)
+            memcpy(out + (size_t)f * (size_t)nm + (size_t)m0, &c[f], sizeof c[f]);
+    }
+    for (int f = 0; f < n; f++)
+        for (int m = m0; m < nm; m++)
+            out[(size_t)f * (size_t)nm + (size_t)m] = fm[(size_t)m * STFT_BATCH + (size_t)f];
 }
 
 /* Pointer to frame t's samples: straight into x when the frame lies inside it, else gathered
  * (with reflection) into the scratch span. x[0] is sample x_first of an n_total-sample signal. */
-static const float *fbank_span(cochlea_fbank *fb, const float *x, size_t x_first, size_t n_total, size_t t)
+static const float *fbank_span(cochlea_fbank *fb, const float *x, size_t x_first, size_t n_total, size_t t,
+                               int lane)
 {
     long long start = stft_frame_start(fb->st, t);
     if (start >= (long long)x_first && start + fb->win_length <= (long long)n_total)
         return x + ((size_t)start - x_first);
-    stft_gather(fb->st, x, x_first, n_total, t, fb->span);
-    return fb->span;
+    float *dst = fb->span + (size_t)lane * (size_t)fb->win_length;
+    stft_gather(fb->st, x, x_first, n_total, t, dst);
+    return dst;
 }
 
-/* Index of the first non-finite value in x[0..n), or n. */
+/* Index of the first non-finite value in x[0..n), or n. Blocks of 64 are tested with an
+ * exponent-mask OR that the compiler vectorises; only a flagged block is searched. */
 static size_t first_nonfinite(const float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        uint32_t bad = 0;
+        for (int j = 0; j < 64; j++) {
+            uint32_t b;
+            memcpy(&b, &x[i + (size_t)j], sizeof b);
+            bad |= (uint32_t)((b & 0x7f800000u) == 0x7f800000u);
+        }
+        if (bad)
+            break;
+    }
+    for (; i < n; i++)
         if (!isfinite(x[i]))
             return i;
     return n;
@@ -378,8 +461,13 @@ int cochlea_fbank_compute(cochlea_fbank *fb, const float *samples, size_t n, flo
     size_t bad = first_nonfinite(samples, n);
     if (bad < n)
         return err_set(COCHLEA_EINVAL, "fbank: sample %zu is %g (not finite)", bad, (double)samples[bad]);
-    for (size_t t = 0; t < T; t++)
-        fbank_frame(fb, fbank_span(fb, samples, 0, n, t), feats + t * (size_t)fb->n_mels);
+    const float *spans[STFT_BATCH];
+    for (size_t t = 0; t < T; t += STFT_BATCH) {
+        int nf = T - t < STFT_BATCH ? (int)(T - t) : STFT_BATCH;
+        for (int f = 0; f < nf; f++)
+            spans[f] = fbank_span(fb, samples, 0, n, t + (size_t)f, f);
+        fbank_frames(fb, spans, nf, feats + t * (size_t)fb->n_mels);
+    }
     *n_frames = T;
     return COCHLEA_OK;
 }
@@ -448,13 +536,21 @@ int cochlea_fbank_pull(cochlea_fbank *fb, float *feats, size_t max_frames, size_
         return COCHLEA_OK;
     const size_t total = stft_n_frames(fb->st, fb->n_in); /* final count once finished */
     size_t done = 0;
-    while (done < max_frames && fb->t_next < total) {
-        size_t t = fb->t_next;
-        if (!fb->finished && stft_frame_start(fb->st, t) + fb->win_length > (long long)fb->n_in)
-            break; /* needs samples not pushed yet (or the end of the stream) */
-        fbank_frame(fb, fbank_span(fb, fb->buf, fb->buf_first, fb->n_in, t), feats + done * (size_t)fb->n_mels);
-        fb->t_next++;
-        done++;
+    for (;;) {
+        const float *spans[STFT_BATCH];
+        int nf = 0;
+        while (nf < STFT_BATCH && done + (size_t)nf < max_frames && fb->t_next + (size_t)nf < total) {
+            size_t t = fb->t_next + (size_t)nf;
+            if (!fb->finished && stft_frame_start(fb->st, t) + fb->win_length > (long long)fb->n_in)
+                break; /* needs samples not pushed yet (or the end of the stream) */
+            spans[nf] = fbank_span(fb, fb->buf, fb->buf_first, fb->n_in, t, nf);
+            nf++;
+        }
+        if (nf == 0)
+            break;
+        fbank_frames(fb, spans, nf, feats + done * (size_t)fb->n_mels);
+        fb->t_next += (size_t)nf;
+        done += (size_t)nf;
     }
     /* Drop samples no later frame reads: keep from the next frame's start, and always the last
      * n_fft/2 + 1 samples, which the reflection at the end of the stream mirrors. */

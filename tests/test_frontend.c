@@ -18,6 +18,7 @@
 #include "error.h"
 #include "frontend/audio.h"
 #include "frontend/fbank.h"
+#include "frontend/fft_r512.h"
 #include "frontend/stft.h"
 #include "gguf.h"
 #include "tensor.h"
@@ -364,6 +365,65 @@ START_TEST(test_audio_channels)
     p.channel = 2;
     expect_open_error(p2, &p, COCHLEA_EINVAL, "channel 2 requested but the audio has 2 channels");
     free(x);
+}
+END_TEST
+
+START_TEST(test_audio_pcm16_channels_and_blocks)
+{
+    /* 16-bit PCM (decoded as shorts and converted here) equals libsndfile's own float decoding,
+     * for 1-3 channels in WAV (little-endian), AIFF (big-endian) and FLAC, averaged or one
+     * channel; reads of any size (direct block decoding for large ones) give the same stream */
+    const size_t n = 3 * AUDIO_BLOCK_FRAMES + 1234;
+    static const int fmts[3] = {SF_FORMAT_WAV | SF_FORMAT_PCM_16, SF_FORMAT_AIFF | SF_FORMAT_PCM_16,
+                                SF_FORMAT_FLAC | SF_FORMAT_PCM_16};
+    test_rng r = {25};
+    float *x = test_alloc(n * 3), *ref = test_alloc(n * 3), *want = test_alloc(n), *y = test_alloc(n + 1);
+    for (size_t i = 0; i < n * 3; i++)
+        x[i] = (float)test_rng_int(&r, -32768, 32767) / 32768.0f;
+    for (int fi = 0; fi < 3; fi++)
+        for (int ch = 1; ch <= 3; ch++)
+            for (int sel = -1; sel < ch; sel++) {
+                const char *path = tmp_path("pcm16_ch.bin");
+                ck_assert_int_eq(write_sf(path, fmts[fi], 16000, ch, x, (sf_count_t)n), 0);
+                SF_INFO info;
+                memset(&info, 0, sizeof info);
+                SNDFILE *sf = sf_open(path, SFM_READ, &info);
+                ck_assert_ptr_nonnull(sf);
+                ck_assert_int_eq(sf_readf_float(sf, ref, (sf_count_t)n), (sf_count_t)n);
+                sf_close(sf);
+                for (size_t i = 0; i < n; i++) {
+                    if (sel >= 0) {
+                        want[i] = ref[i * (size_t)ch + (size_t)sel];
+                        continue;
+                    }
+                    float s = ref[i * (size_t)ch];
+                    for (int c = 1; c < ch; c++)
+                        s += ref[i * (size_t)ch + (size_t)c];
+                    want[i] = s / (float)ch;
+                }
+                cochlea_audio_params p = cochlea_audio_default_params();
+                p.channel = sel;
+                for (int mode = 0; mode < 2; mode++) {
+                    cochlea_audio *a;
+                    ck_assert_int_eq(cochlea_audio_open(path, &p, &a), COCHLEA_OK);
+                    size_t pos = 0, got;
+                    do {
+                        size_t want_n = mode == 0 ? n + 1 - pos : (size_t)test_rng_int(&r, 1, 3 * AUDIO_BLOCK_FRAMES);
+                        if (want_n > n + 1 - pos)
+                            want_n = n + 1 - pos;
+                        ck_assert_int_eq(cochlea_audio_read(a, y + pos, want_n, &got), COCHLEA_OK);
+                        pos += got;
+                    } while (got && pos <= n);
+                    cochlea_audio_close(a);
+                    ck_assert_uint_eq(pos, n);
+                    ck_assert_msg(memcmp(y, want, n * sizeof(float)) == 0, "format %x, %d channels, channel %d, mode %d",
+                                  fmts[fi], ch, sel, mode);
+                }
+            }
+    free(x);
+    free(ref);
+    free(want);
+    free(y);
 }
 END_TEST
 
@@ -792,6 +852,232 @@ START_TEST(test_stft_frames_and_reflect)
 }
 END_TEST
 
+/* ---- the 512-point kernel (fft_r512) ----------------------------------------------------------- */
+
+/* Exact-as-possible |X_k|^2 of the 512-point DFT of the window centred in zeros: long double sums
+ * with the twiddle index reduced exactly, (k n) mod 512. */
+static void naive_power512(const float *w, int win, const float *x, long double *p)
+{
+    static long double c[512], sn[512];
+    static int init;
+    if (!init) {
+        for (int j = 0; j < 512; j++) {
+            c[j] = cosl(2.0L * 3.14159265358979323846264338327950288L * j / 512.0L);
+            sn[j] = sinl(2.0L * 3.14159265358979323846264338327950288L * j / 512.0L);
+        }
+        init = 1;
+    }
+    const int left = (512 - win) / 2;
+    for (int k = 0; k < 257; k++) {
+        long double re = 0, im = 0;
+        for (int i = 0; i < win; i++) {
+            long double v = (long double)w[i] * (long double)x[i];
+            int e = (k * (left + i)) % 512;
+            re += v * c[e];
+            im -= v * sn[e];
+        }
+        p[k] = re * re + im * im;
+    }
+}
+
+/* Frame classes for the kernel tests: 0 noise, 1..3 tones (one on a bin centre), 4 DC, 5 silence,
+ * 6 alternating +-1 (Nyquist), 7 a single impulse. */
+static void kernel_frame(int kind, int win, test_rng *r, float *x)
+{
+    for (int i = 0; i < win; i++) {
+        switch (kind) {
+        case 0: x[i] = test_rng_uniform(r, -1.0f, 1.0f); break;
+        case 1: x[i] = (float)(0.5 * sin(2 * M_PI * 440.0 * i / 16000.0 + 0.3)); break;
+        case 2: x[i] = (float)(0.9 * cos(2 * M_PI * 37.0 * i / 512.0)); break;
+        case 3: x[i] = (float)(0.2 * sin(2 * M_PI * 7900.0 * i / 16000.0)); break;
+        case 4: x[i] = -0.75f; break;
+        case 5: x[i] = 0.0f; break;
+        case 6: x[i] = i % 2 ? 1.0f : -1.0f; break;
+        default: x[i] = i == win / 3 ? 1.0f : 0.0f; break;
+        }
+    }
+}
+
+START_TEST(test_fft_r512_matches_dft)
+{
+    /* every path equals the exact DFT to 1e-9 relative per bin, plus 1e-13 of the frame's energy
+     * for bins far below it (a double FFT's rounding is relative to the energy), on noise, tones,
+     * DC, silence, Nyquist and an impulse, for windows that start at even and odd positions */
+    static const enum fft_r512_path paths[3] = {FFT_R512_SCALAR, FFT_R512_AVX2, FFT_R512_AVX512};
+    static const int wins[5] = {400, 399, 401, 512, 1};
+    float *x = test_alloc(8 * 512), w[512];
+    long double ref[257];
+    double *pw = malloc(257 * FFT_R512_BATCH * sizeof(double));
+    test_rng r = {21};
+    int tested = 0;
+    for (int pi = 0; pi < 3; pi++) {
+        if (!fft_r512_path_available(paths[pi])) {
+            fprintf(stderr, "test_frontend: SKIP fft_r512 path %s (not available on this CPU)\n",
+                    fft_r512_path_name(paths[pi]));
+            continue;
+        }
+        tested++;
+        for (int wi = 0; wi < 5; wi++) {
+            const int win = wins[wi];
+            stft_hann_window(win, w);
+            if (win == 1)
+                w[0] = 1.0f;
+            fft_r512 *f;
+            ck_assert_int_eq(fft_r512_create(win, w, paths[pi], &f), COCHLEA_OK);
+            ck_assert_int_eq(fft_r512_get_path(f), paths[pi]);
+            const float *spans[8];
+            for (int l = 0; l < 8; l++) {
+                kernel_frame(l, win, &r, x + l * 512);
+                spans[l] = x + l * 512;
+            }
+            fft_r512_power(f, spans, 8, pw);
+            for (int l = 0; l < 8; l++) {
+                naive_power512(w, win, spans[l], ref);
+                long double energy = 0;
+                for (int k = 0; k < 257; k++)
+                    energy += ref[k];
+                for (int k = 0; k < 257; k++) {
+                    double got = pw[k * FFT_R512_BATCH + l], want = (double)ref[k];
+                    ck_assert_msg(fabs(got - want) <= 1e-9 * want + 1e-13 * (double)energy,
+                                  "%s, window %d, frame kind %d, bin %d: %.17g vs %.17g", fft_r512_path_name(paths[pi]),
+                                  win, l, k, got, want);
+                }
+                if (l == 5)
+                    for (int k = 0; k < 257; k++)
+                        ck_assert(pw[k * FFT_R512_BATCH + l] == 0.0); /* silence is exactly zero */
+            }
+            fft_r512_free(f);
+        }
+    }
+    ck_assert_int_ge(tested, 1);
+    /* invalid arguments */
+    fft_r512 *f;
+    ck_assert_int_eq(fft_r512_create(0, w, FFT_R512_AUTO, &f), COCHLEA_EINVAL);
+    ck_assert_int_eq(fft_r512_create(513, w, FFT_R512_AUTO, &f), COCHLEA_EINVAL);
+    ck_assert_int_eq(fft_r512_create(400, w, (enum fft_r512_path)99, &f), COCHLEA_EINVAL);
+    ck_assert_ptr_null(f);
+    free(x);
+    free(pw);
+}
+END_TEST
+
+START_TEST(test_fft_r512_paths_bit_identical)
+{
+    /* one frame's result does not depend on the path, on the batch size or on its lane: every
+     * path and batch of 1..8 frames gives the scalar single-frame bits */
+    static const enum fft_r512_path paths[3] = {FFT_R512_SCALAR, FFT_R512_AVX2, FFT_R512_AVX512};
+    float w[400];
+    stft_hann_window(400, w);
+    const size_t n = 160 * 40 + 400;
+    float *x = test_alloc(n);
+    test_rng r = {22};
+    for (size_t i = 0; i < n; i++)
+        x[i] = test_rng_uniform(&r, -0.5f, 0.5f) + (float)(0.3 * sin(0.05 * (double)i));
+    const int T = 40;
+    double *ref = malloc((size_t)T * 257 * sizeof(double)), *pw = malloc(257 * FFT_R512_BATCH * sizeof(double));
+    fft_r512 *f;
+    ck_assert_int_eq(fft_r512_create(400, w, FFT_R512_SCALAR, &f), COCHLEA_OK);
+    for (int t = 0; t < T; t++) {
+        const float *sp = x + 160 * t;
+        fft_r512_power(f, &sp, 1, pw);
+        for (int k = 0; k < 257; k++)
+            ref[t * 257 + k] = pw[k * FFT_R512_BATCH];
+    }
+    fft_r512_free(f);
+    for (int pi = 0; pi < 3; pi++) {
+        if (!fft_r512_path_available(paths[pi]))
+            continue;
+        ck_assert_int_eq(fft_r512_create(400, w, paths[pi], &f), COCHLEA_OK);
+        for (int batch = 1; batch <= 8; batch++)
+            for (int t0 = 0; t0 + batch <= T; t0 += batch) {
+                const float *sp[8];
+                for (int l = 0; l < batch; l++)
+                    sp[l] = x + 160 * (t0 + l);
+                fft_r512_power(f, sp, batch, pw);
+                for (int l = 0; l < batch; l++)
+                    for (int k = 0; k < 257; k++)
+                        ck_assert_msg(memcmp(&pw[k * FFT_R512_BATCH + l], &ref[(t0 + l) * 257 + k], sizeof(double)) == 0,
+                                      "%s, batch %d, frame %d, bin %d: %.17g vs %.17g", fft_r512_path_name(paths[pi]),
+                                      batch, t0 + l, k, pw[k * FFT_R512_BATCH + l], ref[(t0 + l) * 257 + k]);
+            }
+        fft_r512_free(f);
+    }
+    free(x);
+    free(ref);
+    free(pw);
+}
+END_TEST
+
+START_TEST(test_stft_transforms)
+{
+    /* stft_power_batch equals stft_power frame by frame on every transform; the kernels agree
+     * with FFTW to 1e-9 relative (+1e-13 of the energy); the choice follows the request, the
+     * size and COCHLEA_FFT */
+    static const enum stft_fft kinds[4] = {STFT_FFT_FFTW, STFT_FFT_SCALAR, STFT_FFT_AVX2, STFT_FFT_AVX512};
+    const size_t n = 4000;
+    float *x = test_alloc(n), span[8][400];
+    test_fill(&(test_rng){23}, x, n, -1.0f, 1.0f);
+    double *batch = malloc(257 * STFT_BATCH * sizeof(double)), single[257], fftw[8][257];
+    for (int ki = 0; ki < 4; ki++) {
+        stft *s;
+        int rc = stft_create_fft(512, 400, 160, kinds[ki], &s);
+        if (rc == COCHLEA_EUNSUPPORTED) {
+            ck_assert(kinds[ki] == STFT_FFT_AVX2 || kinds[ki] == STFT_FFT_AVX512);
+            continue;
+        }
+        ck_assert_int_eq(rc, COCHLEA_OK);
+        ck_assert_int_eq(stft_get_fft(s), kinds[ki]);
+        const float *sp[8];
+        for (int f = 0; f < 8; f++) {
+            stft_gather(s, x, 0, n, (size_t)(3 * f), span[f]); /* frames 0 (reflected), 3, ..., 21 */
+            sp[f] = span[f];
+        }
+        for (int nf = 1; nf <= 8; nf++) {
+            stft_power_batch(s, sp, nf, batch);
+            for (int f = 0; f < nf; f++) {
+                stft_power(s, sp[f], single);
+                for (int k = 0; k < 257; k++)
+                    ck_assert_msg(memcmp(&batch[k * STFT_BATCH + f], &single[k], sizeof(double)) == 0,
+                                  "%s: n %d, frame %d, bin %d", stft_fft_name(kinds[ki]), nf, f, k);
+                if (kinds[ki] == STFT_FFT_FFTW)
+                    memcpy(fftw[f], single, sizeof single);
+                double energy = 0;
+                for (int k = 0; k < 257; k++)
+                    energy += fftw[f][k];
+                for (int k = 0; k < 257; k++)
+                    ck_assert(fabs(single[k] - fftw[f][k]) <= 1e-9 * fftw[f][k] + 1e-13 * energy);
+            }
+        }
+        stft_free(s);
+    }
+    stft *s;
+    ck_assert_int_eq(stft_create_fft(400, 400, 160, STFT_FFT_SCALAR, &s), COCHLEA_EUNSUPPORTED);
+    ck_assert_int_eq(stft_create_fft(512, 400, 160, (enum stft_fft)42, &s), COCHLEA_EINVAL);
+    ck_assert_int_eq(stft_create_fft(400, 400, 160, STFT_FFT_AUTO, &s), COCHLEA_OK);
+    ck_assert_int_eq(stft_get_fft(s), STFT_FFT_FFTW); /* other sizes: FFTW */
+    stft_free(s);
+    setenv("COCHLEA_FFT", "scalar", 1);
+    ck_assert_int_eq(stft_create(512, 400, 160, &s), COCHLEA_OK);
+    ck_assert_int_eq(stft_get_fft(s), STFT_FFT_SCALAR);
+    stft_free(s);
+    setenv("COCHLEA_FFT", "fftw", 1);
+    ck_assert_int_eq(stft_create(512, 400, 160, &s), COCHLEA_OK);
+    ck_assert_int_eq(stft_get_fft(s), STFT_FFT_FFTW);
+    stft_free(s);
+    setenv("COCHLEA_FFT", "fast", 1);
+    ck_assert_int_eq(stft_create(512, 400, 160, &s), COCHLEA_EINVAL);
+    ck_assert(strstr(cochlea_last_error(), "COCHLEA_FFT='fast'") != NULL);
+    unsetenv("COCHLEA_FFT");
+    ck_assert_int_eq(stft_create(512, 400, 160, &s), COCHLEA_OK);
+    ck_assert_int_eq(stft_get_fft(s), fft_r512_path_available(FFT_R512_AVX512) ? STFT_FFT_AVX512
+                                      : fft_r512_path_available(FFT_R512_AVX2)   ? STFT_FFT_AVX2
+                                                                                 : STFT_FFT_FFTW);
+    stft_free(s);
+    free(x);
+    free(batch);
+}
+END_TEST
+
 /* ---- filterbank ------------------------------------------------------------------------------ */
 
 START_TEST(test_mel_scale)
@@ -1071,6 +1357,62 @@ START_TEST(test_fbank_streaming_exact)
     free(x);
     free(whole);
     free(streamed);
+}
+END_TEST
+
+START_TEST(test_fbank_batched_exact)
+{
+    /* the whole-signal path (8 frames per batch) equals frames pulled one at a time, bit for bit,
+     * with and without MVN and for 80 and 128 mels; and the scalar kernel (COCHLEA_FFT=scalar)
+     * gives the same features as the automatic choice, bit for bit */
+    const size_t n = 16000 + 321;
+    float *x = test_alloc(n);
+    test_fill(&(test_rng){24}, x, n, -1.0f, 1.0f);
+    for (size_t i = 0; i < n; i++)
+        x[i] = 0.5f * x[i] + (float)(0.4 * sin(2 * M_PI * 1000.0 * (double)i / 16000.0));
+    float mean[128], std[128];
+    for (int m = 0; m < 128; m++) {
+        mean[m] = -10.0f + 0.01f * (float)m;
+        std[m] = 3.0f + 0.02f * (float)m;
+    }
+    for (int trial = 0; trial < 3; trial++) {
+        cochlea_fbank_params p = cochlea_fbank_default_params();
+        p.n_mels = trial == 1 ? 128 : 80;
+        if (trial == 2) {
+            p.mvn_mean = mean;
+            p.mvn_std = std;
+        }
+        const size_t nm = (size_t)p.n_mels;
+        cochlea_fbank *fb;
+        ck_assert_int_eq(cochlea_fbank_create(&p, &fb), COCHLEA_OK);
+        size_t T = cochlea_fbank_n_frames(fb, n), got;
+        ck_assert_uint_eq(T, 103);
+        float *whole = test_alloc(T * nm), *one = test_alloc(T * nm), *scalar = test_alloc(T * nm);
+        ck_assert_int_eq(cochlea_fbank_compute(fb, x, n, whole, T, &got), COCHLEA_OK);
+        cochlea_fbank_reset(fb);
+        ck_assert_int_eq(cochlea_fbank_push(fb, x, n), COCHLEA_OK);
+        ck_assert_int_eq(cochlea_fbank_finish(fb), COCHLEA_OK);
+        size_t frames = 0;
+        do {
+            ck_assert_int_eq(cochlea_fbank_pull(fb, one + frames * nm, 1, &got), COCHLEA_OK);
+            frames += got;
+        } while (got);
+        ck_assert_uint_eq(frames, T);
+        ck_assert_int_eq(memcmp(whole, one, T * nm * sizeof(float)), 0);
+        cochlea_fbank_free(fb);
+        setenv("COCHLEA_FFT", "scalar", 1);
+        ck_assert_int_eq(cochlea_fbank_create(&p, &fb), COCHLEA_OK);
+        unsetenv("COCHLEA_FFT");
+        ck_assert_int_eq(cochlea_fbank_compute(fb, x, n, scalar, T, &got), COCHLEA_OK);
+        ck_assert_int_eq(memcmp(whole, scalar, T * nm * sizeof(float)), 0);
+        /* and the features are not trivially equal: the tone's band stands out */
+        ck_assert(whole[40 * nm + 30] != whole[40 * nm + 70]);
+        cochlea_fbank_free(fb);
+        free(whole);
+        free(one);
+        free(scalar);
+    }
+    free(x);
 }
 END_TEST
 
@@ -1487,6 +1829,7 @@ int main(void)
     tcase_add_test(tc, test_audio_formats_lossy);
     tcase_add_test(tc, test_audio_resample);
     tcase_add_test(tc, test_audio_channels);
+    tcase_add_test(tc, test_audio_pcm16_channels_and_blocks);
     tcase_add_test(tc, test_audio_raw);
     tcase_add_test(tc, test_audio_pull_equals_load);
     tcase_add_test(tc, test_audio_threads);
@@ -1502,6 +1845,9 @@ int main(void)
     tcase_add_test(tf, test_stft_window);
     tcase_add_test(tf, test_stft_power_matches_dft);
     tcase_add_test(tf, test_stft_frames_and_reflect);
+    tcase_add_test(tf, test_fft_r512_matches_dft);
+    tcase_add_test(tf, test_fft_r512_paths_bit_identical);
+    tcase_add_test(tf, test_stft_transforms);
     tcase_add_test(tf, test_mel_scale);
     tcase_add_test(tf, test_slaney_filterbank);
     tcase_add_test(tf, test_fbank_matches_slow_path);
@@ -1509,6 +1855,7 @@ int main(void)
     tcase_add_test(tf, test_fbank_model_melmat);
     tcase_add_test(tf, test_fbank_from_model_file);
     tcase_add_test(tf, test_fbank_streaming_exact);
+    tcase_add_test(tf, test_fbank_batched_exact);
     tcase_add_test(tf, test_fbank_threads);
     tcase_add_test(tf, test_stats_npz);
     tcase_add_test(tf, test_npy_parse);
