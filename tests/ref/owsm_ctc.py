@@ -377,7 +377,7 @@ class PositionalEncoding(nn.Module):
         t = x.size(1)
         if self._pe is None or self._pe.size(0) < t:
             self._pe = sinusoid_table(max(self.max_len, t), self.d)
-        return x * self.xscale + self._pe[:t].to(x.dtype).unsqueeze(0)
+        return x * self.xscale + self._pe[:t].to(device=x.device, dtype=x.dtype).unsqueeze(0)
 
 
 class MultiHeadedAttention(nn.Module):
@@ -566,7 +566,7 @@ class EBranchformerCTCEncoder(nn.Module):
         x = self.embed(feats, prefix_embeds)
         if trace is not None:
             trace["embed"] = x
-        mask = torch.ones(x.size(0), 1, x.size(1), dtype=torch.bool)
+        mask = torch.ones(x.size(0), 1, x.size(1), dtype=torch.bool, device=x.device)
         inter = []
         for i, layer in enumerate(self.encoders):
             x = layer(x, mask, memory, memory_mask)
@@ -649,6 +649,8 @@ class OwsmCtcModel(nn.Module):
         for i, p in enumerate(prompts):
             ids[i, :len(p)] = torch.tensor(p, dtype=torch.long)
             mask[i, 0, :len(p)] = True
+        dev = self.embed.weight.device
+        ids, mask = ids.to(dev), mask.to(dev)
         x = self.pos_enc(self.embed(ids))
         mem = self.prompt_encoder(x, mask)
         return self.prompt_proj(mem), mask

@@ -227,7 +227,7 @@ def install_cropped_subsampling(model, silence_frame):
         starts = [min(l, t3 - K) for l in lo]
         Lc = 8 * (K - 1) + 15
         crop = torch.stack([x[i, 8 * s0:8 * s0 + Lc] for i, s0 in enumerate(starts)])
-        sil = silence_frame.to(x.dtype).view(1, 1, Fm).expand(1, Lc, Fm)
+        sil = silence_frame.to(device=x.device, dtype=x.dtype).view(1, 1, Fm).expand(1, Lc, Fm)
         both = emb.conv(torch.cat([crop, sil]).unsqueeze(1))
         y, c = both[:B], both[B:, :, :1]  # (B, d, K, f'), (1, d, 1, f')
         rows = []
@@ -252,15 +252,16 @@ def install_cropped_subsampling(model, silence_frame):
 def ctc_loss(logits, targets):
     lp = logits.log_softmax(-1).transpose(0, 1)  # (T, B, V)
     T, B = lp.shape[0], lp.shape[1]
-    tl = torch.tensor([len(t) for t in targets])
-    flat = torch.tensor([i for t in targets for i in t])
-    loss = F.ctc_loss(lp, flat, torch.full((B,), T, dtype=torch.long), tl, blank=0,
+    dev = lp.device
+    tl = torch.tensor([len(t) for t in targets], dtype=torch.long, device=dev)
+    flat = torch.tensor([i for t in targets for i in t], dtype=torch.long, device=dev)
+    loss = F.ctc_loss(lp, flat, torch.full((B,), T, dtype=torch.long, device=dev), tl, blank=0,
                       reduction="sum", zero_infinity=True)
     return loss / B
 
 
 def forward_loss(model, hp, a, x, prefix, fin, inter, na):
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=a.bf16):
         enc, inters = model.encode(x, [[na]] * x.size(0), prefix)
         logits = model.ctc.ctc_lo(enc)
         logits_i = [model.ctc.ctc_lo(h) for _, h in inters]
@@ -290,6 +291,7 @@ def validate(model, hp, a, bat, dev_idx, tl, sp, na):
         ms = dev_idx[k:k + a.batch]
         for nolang in (False, True):
             x, prefix, _, _, _ = bat.next(train=False, ms=ms, nolang=nolang)
+            x, prefix = x.to(a.device), prefix.to(a.device)
             enc, _ = model.encode(x, [[na]] * x.size(0), prefix)
             am = model.ctc.ctc_lo(enc).argmax(-1)
             for m, row in zip(ms, am.tolist()):
@@ -342,6 +344,13 @@ def main():
                     help="train in float32 (default: bfloat16 autocast, float32 weights)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda: the recipe runs on the CPU; "
+                    "a GPU, where there is one, only makes the same steps faster")
+    ap.add_argument("--schedule-minutes", dest="schedule_minutes", type=float, default=0.0,
+                    help="if > 0: the cosine schedule runs over this much wall-clock time instead of "
+                         "--max-steps, and training stops when it is spent (for a fixed-time GPU lease)")
+    ap.add_argument("--init", help="start from these model weights (a state_dict .pth, any float dtype) "
+                    "with a fresh optimiser and schedule; ignored when the experiment resumes")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     os.makedirs(a.exp, exist_ok=True)
@@ -371,13 +380,17 @@ def main():
     model.normalize.mean.copy_(torch.from_numpy(mean))
     model.normalize.std.copy_(torch.from_numpy(std))
     n_par = sum(p.numel() for p in model.parameters())
+    model.to(a.device)
     install_cropped_subsampling(model, (torch.full((80,), SILENCE) - torch.from_numpy(mean)) / torch.from_numpy(std))
     opt = torch.optim.Adam(model.parameters(), lr=a.lr, betas=(0.9, 0.98), eps=1e-9)
 
     def lr_at(step):
         if step < a.warmup:
             return a.lr * (step + 1) / a.warmup
-        p = min(1.0, (step - a.warmup) / max(1, a.max_steps - a.warmup))
+        if a.schedule_minutes > 0:
+            p = min(1.0, (time.time() - t_start) / (a.schedule_minutes * 60))
+        else:
+            p = min(1.0, (step - a.warmup) / max(1, a.max_steps - a.warmup))
         return a.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * p)))
 
     rng = random.Random(a.seed)
@@ -399,6 +412,10 @@ def main():
         torch.set_rng_state(st["torch_rng"])
         log(a.exp, f"resumed at step {step} ({spent / 60:.1f} min trained, best dev CER {best:.4f})")
     else:
+        if a.init:
+            sd = torch.load(a.init, map_location="cpu")
+            model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()})
+            log(a.exp, f"initialised from {a.init}")
         log(a.exp, f"{n_par} parameters, vocab {len(tl)}, {len(bat.idx)} training utterances "
                    f"({bat.dropped} longer than {a.window} s left out), window {bat.tw} frames")
 
@@ -414,12 +431,16 @@ def main():
     spent0 = spent
     run = {"loss": 0.0, "f": 0.0, "i": 0.0, "n": 0}
     while step < a.max_steps:
+        if a.schedule_minutes > 0 and time.time() - t_start > a.schedule_minutes * 60:
+            log(a.exp, f"--schedule-minutes {a.schedule_minutes} spent at step {step}")
+            break
         if a.max_minutes and time.time() - t_start > a.max_minutes * 60:
             log(a.exp, f"--max-minutes {a.max_minutes} reached at step {step}; rerun to resume")
             break
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         x, prefix, fin, inter, _ = bat.next()
+        x, prefix = x.to(a.device, non_blocking=True), prefix.to(a.device)
         model.encoder.embed.spans = bat.spans
         loss, lf, li = forward_loss(model, hp, a, x, prefix, fin, inter, na)
         opt.zero_grad(set_to_none=True)
@@ -446,6 +467,12 @@ def main():
                 torch.save(model.state_dict(), os.path.join(a.exp, "best.pth"))
         if step % a.ckpt_every == 0:
             save()
+    if a.schedule_minutes > 0 and step % a.valid_every != 0:
+        cer, lid = validate(model, hp, a, dbat, dev_sub, tl, sp, na)
+        log(a.exp, f"step {step} dev CER {cer * 100:.2f} % LID {lid * 100:.1f} % ({len(dev_sub)} utterances)")
+        if cer < best:
+            best = cer
+            torch.save(model.state_dict(), os.path.join(a.exp, "best.pth"))
     save()
     torch.save(model.state_dict(), os.path.join(a.exp, "last.pth"))
     if not os.path.exists(os.path.join(a.exp, "best.pth")):
