@@ -57,5 +57,6 @@ extern const cli_command cli_cmd_features;
 extern const cli_command cli_cmd_tokenize;
 extern const cli_command cli_cmd_transcribe;
 extern const cli_command cli_cmd_codec;
+extern const cli_command cli_cmd_generate;
 
 #endif

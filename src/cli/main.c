@@ -13,6 +13,7 @@ static const cli_command *const commands[] = {
     &cli_cmd_tokenize,
     &cli_cmd_transcribe,
     &cli_cmd_codec,
+    &cli_cmd_generate,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -167,6 +167,7 @@ int lm_spec_generate(cochlea_ctx *ctx, const lm_model *m, lm_kv *kv, lm_work *w,
             goto done;
         /* Acceptance walk (§1.4, §1.7 point-mass rule). */
         int64_t cur = 0, np = 1, acc = 0;
+        const int64_t gen0 = gen;
         b.path[0] = 0;
         for (;;) {
             int32_t y;
@@ -189,6 +190,8 @@ int lm_spec_generate(cochlea_ctx *ctx, const lm_model *m, lm_kv *kv, lm_work *w,
         }
         /* Keep root + the rows of every emitted token but the last (the next root). */
         if ((rc = lm_kv_keep(kv, n_past, b.path, np)) != COCHLEA_OK)
+            goto done;
+        if (p->on_emit && (rc = p->on_emit(p->user, out + gen0, gen - gen0)) != COCHLEA_OK)
             goto done;
         if (stats) {
             stats->steps++;

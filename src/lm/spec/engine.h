@@ -56,6 +56,10 @@ typedef struct lm_spec_params {
     int64_t max_new;   /* generated tokens at most (>= 0) */
     int32_t eos;       /* stop after emitting this token; -1: none */
     int64_t max_nodes; /* tree nodes per step at most (>= 0; ignored without a drafter) */
+    /* Optional: called after every verification step with the tokens it emitted (n >= 1, in
+     * order; for streaming). A non-OK return stops generation with that code. */
+    int (*on_emit)(void *user, const int32_t *tok, int64_t n);
+    void *user;
 } lm_spec_params;
 
 typedef struct lm_spec_stats {
