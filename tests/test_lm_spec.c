@@ -14,6 +14,7 @@
 #include "lm/spec/engine.h"
 #include "lm/spec/lookup.h"
 #include "lm/spec/recycling.h"
+#include "lm/spec/aded.h"
 #include "tensor.h"
 #include "testutil.h"
 
@@ -169,9 +170,9 @@ static int64_t ref_ar(rig *r, lm_kv *kv, const lm_sampler_params *sp, const int3
 
 /* ---- adversarial drafters -------------------------------------------------------------------- */
 
-enum { D_EMPTY, D_RANDOM, D_WRONG, D_ORACLE, D_DUP, D_LOOKUP, D_LOOKUP2, D_TR, D_TR_PRIME, D_N };
+enum { D_EMPTY, D_RANDOM, D_WRONG, D_ORACLE, D_DUP, D_LOOKUP, D_LOOKUP2, D_TR, D_TR_PRIME, D_ADED, D_ADED_SMALL, D_N };
 static const char *DNAME[D_N] = {"empty", "random", "always-wrong", "oracle", "duplicates", "lookup",
-                                 "lookup(1..2,k4)", "recycling", "recycling+prime"};
+                                 "lookup(1..2,k4)", "recycling", "recycling+prime", "aded", "aded(small)"};
 
 typedef struct adv {
     int kind;
@@ -233,6 +234,7 @@ typedef struct runner {
     rig r;
     lm_spec_lookup lk, lk2;
     lm_spec_recycling *tr, *trp;
+    lm_spec_aded *ad, *ads;
 } runner;
 
 static void make_drafter(runner *u, int kind, adv *a, lm_spec_drafter *d, int64_t *max_nodes)
@@ -253,6 +255,14 @@ static void make_drafter(runner *u, int kind, adv *a, lm_spec_drafter *d, int64_
     case D_TR_PRIME:
         REQ(lm_spec_recycling_drafter(u->trp, d) == 0);
         *max_nodes = 16;
+        break;
+    case D_ADED:
+        REQ(lm_spec_aded_drafter(u->ad, d) == 0);
+        *max_nodes = 64;
+        break;
+    case D_ADED_SMALL:
+        REQ(lm_spec_aded_drafter(u->ads, d) == 0);
+        *max_nodes = 5;
         break;
     default:
         d->self = a;
@@ -291,7 +301,7 @@ static void run_case(runner *u, const lm_sampler_params *sp, const int32_t *prom
             for (int64_t i = 0; i < n_prompt; i++)
                 REQ(lm_sampler_accept(s, prompt[i]) == 0);
         }
-        lm_spec_params p = {max_new, eos, mn};
+        lm_spec_params p = {max_new, eos, mn, NULL, NULL};
         lm_spec_stats st;
         int64_t n_got = -1;
         int rc = lm_spec_generate(u->r.ctx, u->r.m, kv, u->r.w, s, &d, &p, prompt, n_prompt, got, &n_got, &st);
@@ -347,12 +357,18 @@ static void runner_open(runner *u, int model)
     u->lk2 = (lm_spec_lookup){1, 2, 4};
     REQ(lm_spec_recycling_create(u->r.V, 8, 0, &u->tr) == 0);
     REQ(lm_spec_recycling_create(u->r.V, 8, 1, &u->trp) == 0);
+    REQ(lm_spec_aded_create(u->r.V, NULL, &u->ad) == 0);
+    lm_spec_aded_params ap = lm_spec_aded_default_params();
+    ap.row_cap = 3, ap.iterations = 20, ap.max_rows = 40, ap.paths = 4, ap.depth = 2;
+    REQ(lm_spec_aded_create(u->r.V, &ap, &u->ads) == 0);
 }
 
 static void runner_close(runner *u)
 {
     lm_spec_recycling_free(u->tr);
     lm_spec_recycling_free(u->trp);
+    lm_spec_aded_free(u->ad);
+    lm_spec_aded_free(u->ads);
     rig_close(&u->r);
 }
 
@@ -453,7 +469,7 @@ START_TEST(t_mat)
         for (int kind = D_EMPTY; kind <= D_DUP; kind++) {
             adv a = {kind, {(uint64_t)gamma}, V, 5, n_ref, gamma, ref};
             lm_spec_drafter d = {&a, adv_propose, NULL, NULL};
-            lm_spec_params p = {max_new, -1, 3 * gamma};
+            lm_spec_params p = {max_new, -1, 3 * gamma, NULL, NULL};
             lm_spec_stats st;
             int64_t n_got;
             REQ(lm_spec_generate(u.r.ctx, u.r.m, kv, u.r.w, NULL, &d, &p, prompt, 5, got, &n_got, &st) == 0);
@@ -472,7 +488,7 @@ START_TEST(t_mat)
         }
     }
     /* plain AR through the engine: one step per token, nothing drafted */
-    lm_spec_params p = {10, -1, 8};
+    lm_spec_params p = {10, -1, 8, NULL, NULL};
     lm_spec_stats st;
     int64_t n_got;
     REQ(lm_spec_generate(u.r.ctx, u.r.m, kv, u.r.w, NULL, NULL, &p, prompt, 5, got, &n_got, &st) == 0);
@@ -480,6 +496,100 @@ START_TEST(t_mat)
     ck_assert_int_eq(st.steps, 10);
     ck_assert_int_eq(st.drafted, 0);
     ck_assert_mem_eq(got, ref, 10 * sizeof *got);
+    lm_kv_free(kv);
+    runner_close(&u);
+}
+END_TEST
+
+/* ADED's tri-gram matrix: corpus weights, the adaptive update and its cap, full rows, the row
+ * limit; the search drafts a learned continuation; a corpus of the AR output makes it accept. */
+START_TEST(t_aded_unit)
+{
+    lm_spec_aded_params ap = lm_spec_aded_default_params();
+    ap.row_cap = 2, ap.max_rows = 4, ap.window = 4;
+    lm_spec_aded *a;
+    REQ(lm_spec_aded_create(10, &ap, &a) == 0);
+    /* (1,2) -> 3 twice, -> 4 once, -> 5 once: the two heaviest kept, 2/4 and 1/4 (4 before 5) */
+    const int32_t c[] = {1, 2, 3, 1, 2, 3, 1, 2, 4, 1, 2, 5};
+    REQ(lm_spec_aded_add_corpus(a, c, 12) == 0);
+    ck_assert(fabsf(lm_spec_aded_weight(a, 1, 2, 3) - 0.5f) < 1e-6f);
+    ck_assert(fabsf(lm_spec_aded_weight(a, 1, 2, 4) - 0.25f) < 1e-6f);
+    ck_assert(lm_spec_aded_weight(a, 1, 2, 5) == 0.0f);
+    ck_assert(fabsf(lm_spec_aded_weight(a, 2, 3, 1) - 1.0f) < 1e-6f); /* (2,3) -> 1 always */
+    ck_assert(fabsf(lm_spec_aded_weight(a, 3, 1, 2) - 1.0f) < 1e-6f);
+    ck_assert(fabsf(lm_spec_aded_weight(a, 2, 4, 1) - 1.0f) < 1e-6f);
+    ck_assert(lm_spec_aded_weight(a, 4, 1, 2) == 0.0f); /* a fifth pair: over max_rows */
+    ck_assert_int_eq(lm_spec_aded_rows(a), 4);
+    const int32_t u1[] = {5, 6, 7};
+    REQ(lm_spec_aded_update(a, u1, 3) == 0);
+    ck_assert(lm_spec_aded_weight(a, 5, 6, 7) == 0.0f);
+    ck_assert_int_eq(lm_spec_aded_rows(a), 4);
+    /* the update adds 0.04 per step on the last `window` tokens only, capped at 3 */
+    const int32_t u2[] = {7, 7, 7, 1, 2, 3};
+    REQ(lm_spec_aded_update(a, u2, 6) == 0); /* window 4: (7,1)->2 is a new pair (refused), (1,2)->3 */
+    ck_assert(fabsf(lm_spec_aded_weight(a, 1, 2, 3) - 0.54f) < 1e-6f);
+    for (int i = 0; i < 100; i++)
+        REQ(lm_spec_aded_update(a, u2, 6) == 0);
+    ck_assert(lm_spec_aded_weight(a, 1, 2, 3) == 3.0f);
+    /* a full row replaces its lightest entry when the new weight is heavier: 4 (0.25) stays
+     * against 0.04, so 9 does not enter */
+    const int32_t u3[] = {1, 2, 9};
+    REQ(lm_spec_aded_update(a, u3, 3) == 0);
+    ck_assert(lm_spec_aded_weight(a, 1, 2, 9) == 0.0f);
+    ck_assert(fabsf(lm_spec_aded_weight(a, 1, 2, 4) - 0.25f) < 1e-6f);
+    /* bad arguments */
+    const int32_t bad[] = {1, 2, 10};
+    ck_assert_int_eq(lm_spec_aded_add_corpus(a, bad, 3), COCHLEA_ERANGE);
+    ck_assert_int_eq(lm_spec_aded_update(a, bad, 3), COCHLEA_ERANGE);
+    ap.row_cap = 0;
+    lm_spec_aded *b = NULL;
+    ck_assert_int_eq(lm_spec_aded_create(10, &ap, &b), COCHLEA_EINVAL);
+    ck_assert_ptr_null(b);
+    /* the draft: after (2,3) the matrix has only 1, then (3,1) -> 2, (1,2) -> 3 (heaviest) */
+    lm_spec_drafter d;
+    REQ(lm_spec_aded_drafter(a, &d) == 0);
+    int32_t tok[16], par[16];
+    int64_t n;
+    const int32_t seq[] = {5, 2, 3};
+    REQ(d.propose(d.self, seq, 3, 16, tok, par, &n) == 0);
+    ck_assert_int_ge(n, 3);
+    ck_assert_int_eq(tok[0], 1);
+    ck_assert_int_eq(par[0], -1);
+    ck_assert_int_eq(tok[1], 2);
+    ck_assert_int_eq(par[1], 0);
+    ck_assert_int_eq(tok[2], 3);
+    ck_assert_int_eq(par[2], 1);
+    for (int64_t i = 0; i < n; i++)
+        ck_assert(par[i] < i);
+    REQ(d.propose(d.self, seq, 3, 2, tok, par, &n) == 0); /* max_nodes respected */
+    ck_assert_int_eq(n, 2);
+    const int32_t unseen[] = {8, 9};
+    REQ(d.propose(d.self, unseen, 2, 16, tok, par, &n) == 0);
+    ck_assert_int_eq(n, 0);
+    lm_spec_aded_free(a);
+
+    /* with the AR continuation as its corpus ADED accepts several tokens per step */
+    runner u;
+    runner_open(&u, 0);
+    lm_kv *kv;
+    REQ(lm_blocks_kv_create(u.r.m->blocks, 0, &kv) == 0);
+    const int32_t prompt[5] = {3, 14, 15, 9, 2};
+    int32_t ref[64], got[64], all[69];
+    const int64_t n_ref = ref_ar(&u.r, kv, NULL, prompt, 5, 40, -1, ref);
+    memcpy(all, prompt, sizeof prompt);
+    memcpy(all + 5, ref, (size_t)n_ref * sizeof *ref);
+    REQ(lm_spec_aded_create(u.r.V, NULL, &a) == 0);
+    REQ(lm_spec_aded_add_corpus(a, all, 5 + n_ref) == 0);
+    REQ(lm_spec_aded_drafter(a, &d) == 0);
+    lm_spec_params p = {40, -1, 64, NULL, NULL};
+    lm_spec_stats st;
+    int64_t n_got;
+    REQ(lm_spec_generate(u.r.ctx, u.r.m, kv, u.r.w, NULL, &d, &p, prompt, 5, got, &n_got, &st) == 0);
+    ck_assert_int_eq(n_got, n_ref);
+    ck_assert_mem_eq(got, ref, (size_t)n_ref * sizeof *got);
+    fprintf(stderr, "aded with the continuation as corpus: MAT %.2f (%lld steps)\n", st.mat, (long long)st.steps);
+    ck_assert(st.mat > 2.0);
+    lm_spec_aded_free(a);
     lm_kv_free(kv);
     runner_close(&u);
 }
@@ -502,7 +612,7 @@ START_TEST(t_eos_in_span)
         j++;
     adv a = {D_ORACLE, {1}, V, 3, n_ref, 8, ref};
     lm_spec_drafter d = {&a, adv_propose, NULL, NULL};
-    lm_spec_params p = {20, ref[2], 8};
+    lm_spec_params p = {20, ref[2], 8, NULL, NULL};
     lm_spec_stats st;
     int64_t n_got;
     REQ(lm_spec_generate(u.r.ctx, u.r.m, kv, u.r.w, NULL, &d, &p, prompt, 3, got, &n_got, &st) == 0);
@@ -658,7 +768,7 @@ START_TEST(t_errors)
     REQ(lm_blocks_kv_create(u.r.m->blocks, 8, &kv) == 0);
     int32_t prompt[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, out[8];
     int64_t n;
-    lm_spec_params p = {4, -1, 4};
+    lm_spec_params p = {4, -1, 4, NULL, NULL};
     ck_assert_int_eq(lm_spec_generate(u.r.ctx, u.r.m, kv, u.r.w, NULL, NULL, &p, prompt, 9, out, &n, NULL),
                      COCHLEA_ERANGE);
     ck_assert_int_eq(lm_spec_generate(u.r.ctx, u.r.m, kv, u.r.w, NULL, NULL, &p, prompt, 0, out, &n, NULL),
@@ -691,6 +801,7 @@ static Suite *spec_suite(void)
     tcase_add_test(tc, t_lookup_unit);
     tcase_add_test(tc, t_tr_template);
     tcase_add_test(tc, t_tr_update_retrieve);
+    tcase_add_test(tc, t_aded_unit);
     tcase_add_test(tc, t_errors);
     tcase_add_test(tc, t_mat);
     tcase_add_test(tc, t_eos_in_span);

@@ -11,6 +11,7 @@
 #include "ctx.h"
 #include "lm/model.h"
 #include "lm/sampler.h"
+#include "lm/spec/aded.h"
 #include "lm/spec/engine.h"
 #include "lm/spec/lookup.h"
 #include "lm/spec/recycling.h"
@@ -30,8 +31,10 @@ static const char usage[] =
     "  -p, --prompt TEXT     the prompt\n"
     "  -f, --file FILE       read the prompt from FILE (- for standard input)\n"
     "  -n, --n-predict N     tokens to generate at most (default 128)\n"
-    "  --spec NAME           none (default), recycling (Token Recycling), lookup (prompt lookup)\n"
-    "  --nodes K             draft tree nodes per step at most (default: recycling 80, lookup 10)\n"
+    "  --spec NAME           none (default), recycling (Token Recycling), lookup (prompt lookup),\n"
+    "                        aded (adaptive tri-gram matrix + tree search)\n"
+    "  --nodes K             draft tree nodes per step at most (default: recycling 80, lookup 10,\n"
+    "                        aded 64)\n"
     "  --ctx N               context (KV cache) size in tokens (default: the model's, at most 4096)\n"
     "  --temp T              temperature (default 0.8; 0 = greedy)\n"
     "  --top-k K             (default 40; 0 = off)\n"
@@ -164,8 +167,8 @@ static int parse(opts *o, int argc, char **argv)
         return cli_usage_error(CMD, "no model given (-m MODEL.gguf)");
     if (!o->prompt == !o->prompt_file)
         return cli_usage_error(CMD, "give the prompt with exactly one of -p TEXT or -f FILE");
-    if (strcmp(o->spec, "none") && strcmp(o->spec, "recycling") && strcmp(o->spec, "lookup"))
-        return cli_usage_error(CMD, "unknown --spec '%s' (none, recycling, lookup)", o->spec);
+    if (strcmp(o->spec, "none") && strcmp(o->spec, "recycling") && strcmp(o->spec, "lookup") && strcmp(o->spec, "aded"))
+        return cli_usage_error(CMD, "unknown --spec '%s' (none, recycling, lookup, aded)", o->spec);
     return 0;
 }
 
@@ -291,6 +294,7 @@ static int run(int argc, char **argv)
     lm_work *w = NULL;
     lm_sampler *smp = NULL;
     lm_spec_recycling *tr = NULL;
+    lm_spec_aded *ad = NULL;
     lm_spec_lookup lk = lm_spec_lookup_default();
     lm_spec_drafter drafter, *dp = NULL;
     int32_t *out = NULL;
@@ -361,6 +365,15 @@ static int run(int argc, char **argv)
         dp = &drafter;
         if (nodes < 0)
             nodes = tr->n_nodes;
+    } else if (!strcmp(o.spec, "aded")) {
+        if ((rc = lm_spec_aded_create(m->n_vocab, NULL, &ad)) != COCHLEA_OK ||
+            (rc = lm_spec_aded_drafter(ad, &drafter)) != COCHLEA_OK) {
+            cli_lib_error(rc, "ADED");
+            goto done;
+        }
+        dp = &drafter;
+        if (nodes < 0)
+            nodes = 64;
     } else if (!strcmp(o.spec, "lookup")) {
         if ((rc = lm_spec_lookup_drafter(&lk, &drafter)) != COCHLEA_OK) {
             cli_lib_error(rc, "prompt lookup");
@@ -444,6 +457,7 @@ done:
     free(out);
     lm_vocab_stream_free(&s.st);
     lm_spec_recycling_free(tr);
+    lm_spec_aded_free(ad);
     lm_sampler_free(smp);
     lm_work_free(w);
     lm_kv_free(kv);
