@@ -55,7 +55,7 @@ m="$tmp/m.gguf"
 prompt="t5t9t12t5t9t12t5t9"
 
 # greedy: every drafter gives the same tokens; they equal a PyTorch greedy loop
-for s in none recycling lookup aded; do
+for s in none recycling lookup aded hybrid; do
     run 0 "greedy --spec $s" -- "$C" generate -m "$m" -p "$prompt" -n 40 --temp 0 --spec $s -t 1 --stats-json "$tmp/g_$s.json"
     cp "$out" "$tmp/g_$s.txt"
 done
@@ -78,7 +78,7 @@ PY
 )
 [ "$want" = "$(toks "$tmp/g_none.json")" ] && echo "ok: greedy tokens equal the PyTorch greedy loop" ||
     fail "greedy tokens $(toks "$tmp/g_none.json") differ from PyTorch $want"
-for s in recycling lookup aded; do
+for s in recycling lookup aded hybrid; do
     [ "$(toks "$tmp/g_$s.json")" = "$(toks "$tmp/g_none.json")" ] && echo "ok: --spec $s greedy tokens equal plain" ||
         fail "--spec $s greedy tokens differ from plain"
     cmp -s "$tmp/g_$s.txt" "$tmp/g_none.txt" && echo "ok: --spec $s greedy text equals plain" ||
@@ -97,12 +97,12 @@ cmp -s "$out" "$tmp/g_none.txt" && echo "ok: --no-stream text equals streamed te
 [ -s "$err" ] && fail "-q still printed: $(head -1 "$err")" || echo "ok: -q prints no statistics"
 
 # sampling: reproducible with a seed, the same for every drafter, different for another seed
-for s in none recycling lookup aded; do
+for s in none recycling lookup aded hybrid; do
     run 0 "sampling --spec $s" -- "$C" generate -m "$m" -p "$prompt" -n 40 --temp 1.5 --top-k 0 --top-p 1 --min-p 0 --seed 7 --spec $s --stats-json "$tmp/s_$s.json"
 done
 run 0 "sampling again" -- "$C" generate -m "$m" -p "$prompt" -n 40 --temp 1.5 --top-k 0 --top-p 1 --min-p 0 --seed 7 --stats-json "$tmp/s_again.json"
 [ "$(toks "$tmp/s_again.json")" = "$(toks "$tmp/s_none.json")" ] && echo "ok: same seed, same tokens" || fail "same seed gave other tokens"
-for s in recycling lookup aded; do
+for s in recycling lookup aded hybrid; do
     [ "$(toks "$tmp/s_$s.json")" = "$(toks "$tmp/s_none.json")" ] && echo "ok: --spec $s seeded sampling equals plain" ||
         fail "--spec $s seeded sampling differs from plain"
 done

@@ -13,6 +13,7 @@
 #include "lm/sampler.h"
 #include "lm/spec/aded.h"
 #include "lm/spec/engine.h"
+#include "lm/spec/hybrid.h"
 #include "lm/spec/lookup.h"
 #include "lm/spec/recycling.h"
 #include "lm/vocab.h"
@@ -32,9 +33,10 @@ static const char usage[] =
     "  -f, --file FILE       read the prompt from FILE (- for standard input)\n"
     "  -n, --n-predict N     tokens to generate at most (default 128)\n"
     "  --spec NAME           none (default), recycling (Token Recycling), lookup (prompt lookup),\n"
-    "                        aded (adaptive tri-gram matrix + tree search)\n"
+    "                        aded (adaptive tri-gram matrix + tree search), hybrid (prompt\n"
+    "                        lookup first, Token Recycling for the rest of the tree)\n"
     "  --nodes K             draft tree nodes per step at most (default: recycling 80, lookup 10,\n"
-    "                        aded 64)\n"
+    "                        aded 64, hybrid 80)\n"
     "  --ctx N               context (KV cache) size in tokens (default: the model's, at most 4096)\n"
     "  --temp T              temperature (default 0.8; 0 = greedy)\n"
     "  --top-k K             (default 40; 0 = off)\n"
@@ -167,8 +169,9 @@ static int parse(opts *o, int argc, char **argv)
         return cli_usage_error(CMD, "no model given (-m MODEL.gguf)");
     if (!o->prompt == !o->prompt_file)
         return cli_usage_error(CMD, "give the prompt with exactly one of -p TEXT or -f FILE");
-    if (strcmp(o->spec, "none") && strcmp(o->spec, "recycling") && strcmp(o->spec, "lookup") && strcmp(o->spec, "aded"))
-        return cli_usage_error(CMD, "unknown --spec '%s' (none, recycling, lookup, aded)", o->spec);
+    if (strcmp(o->spec, "none") && strcmp(o->spec, "recycling") && strcmp(o->spec, "lookup") && strcmp(o->spec, "aded") &&
+        strcmp(o->spec, "hybrid"))
+        return cli_usage_error(CMD, "unknown --spec '%s' (none, recycling, lookup, aded, hybrid)", o->spec);
     return 0;
 }
 
@@ -295,6 +298,7 @@ static int run(int argc, char **argv)
     lm_sampler *smp = NULL;
     lm_spec_recycling *tr = NULL;
     lm_spec_aded *ad = NULL;
+    lm_spec_hybrid hy;
     lm_spec_lookup lk = lm_spec_lookup_default();
     lm_spec_drafter drafter, *dp = NULL;
     int32_t *out = NULL;
@@ -356,7 +360,17 @@ static int run(int argc, char **argv)
             lm_sampler_accept(smp, toks.ids[i]);
     }
     int64_t nodes = o.nodes;
-    if (!strcmp(o.spec, "recycling")) {
+    if (!strcmp(o.spec, "hybrid")) {
+        lm_spec_hybrid_params hp = lm_spec_hybrid_default_params();
+        if ((rc = lm_spec_recycling_create(m->n_vocab, 8, 0, &tr)) != COCHLEA_OK ||
+            (rc = lm_spec_hybrid_init(&hy, &hp, tr)) != COCHLEA_OK || (rc = lm_spec_hybrid_drafter(&hy, &drafter)) != COCHLEA_OK) {
+            cli_lib_error(rc, "hybrid drafter");
+            goto done;
+        }
+        dp = &drafter;
+        if (nodes < 0)
+            nodes = tr->n_nodes;
+    } else if (!strcmp(o.spec, "recycling")) {
         if ((rc = lm_spec_recycling_create(m->n_vocab, 8, 1, &tr)) != COCHLEA_OK ||
             (rc = lm_spec_recycling_drafter(tr, &drafter)) != COCHLEA_OK) {
             cli_lib_error(rc, "Token Recycling");
