@@ -91,6 +91,16 @@ steps=$(field "$tmp/g_recycling.json" steps)
 [ "$steps" -lt "$n_gen" ] && echo "ok: recycling needs fewer steps ($steps) than tokens ($n_gen)" ||
     fail "recycling took $steps steps for $n_gen tokens (no draft accepted)"
 expect_in "$err" "verification steps" "statistics printed"
+expect_in "$err" "acceptance rate" "acceptance rate printed"
+# --nodes 0: the drafter proposes nothing, one step per token, same tokens
+run 0 "--nodes 0" -- "$C" generate -m "$m" -p "$prompt" -n 40 --temp 0 --spec recycling --nodes 0 --stats-json "$tmp/n0.json"
+[ "$(toks "$tmp/n0.json")" = "$(toks "$tmp/g_none.json")" ] && [ "$(field "$tmp/n0.json" drafted)" = 0 ] &&
+    [ "$(field "$tmp/n0.json" steps)" = "$n_gen" ] && echo "ok: --nodes 0 drafts nothing" || fail "--nodes 0: $(cat "$tmp/n0.json")"
+# --nodes caps the tree: no step drafts more than 5 nodes
+run 0 "--nodes 5" -- "$C" generate -m "$m" -p "$prompt" -n 40 --temp 0 --spec recycling --nodes 5 --stats-json "$tmp/n5n.json"
+[ "$(toks "$tmp/n5n.json")" = "$(toks "$tmp/g_none.json")" ] &&
+    [ "$(field "$tmp/n5n.json" drafted)" -le $((5 * $(field "$tmp/n5n.json" steps))) ] &&
+    [ "$(field "$tmp/n5n.json" drafted)" -gt 0 ] && echo "ok: --nodes 5 caps the tree" || fail "--nodes 5: $(cat "$tmp/n5n.json")"
 # --no-stream prints the same text
 run 0 "--no-stream" -- "$C" generate -m "$m" -p "$prompt" -n 40 --temp 0 --no-stream -q
 cmp -s "$out" "$tmp/g_none.txt" && echo "ok: --no-stream text equals streamed text" || fail "--no-stream text differs"
@@ -133,7 +143,21 @@ expect_in "$err" "no model given" "no model: message"
 run 2 "no prompt" -- "$C" generate -m "$m"
 expect_in "$err" "exactly one of -p" "no prompt: message"
 run 2 "unknown spec" -- "$C" generate -m "$m" -p x --spec magic
-expect_in "$err" "unknown --spec 'magic'" "unknown spec: message"
+expect_in "$err" "unknown --spec 'magic' (valid: none, recycling, lookup, aded, hybrid" "unknown spec: message lists the decoders"
+run 2 "empty prompt" -- "$C" generate -m "$m" -p ""
+expect_in "$err" "the prompt is empty" "empty prompt: message"
+: >"$tmp/empty.txt"
+run 1 "empty prompt file" -- "$C" generate -m "$m" -f "$tmp/empty.txt"
+expect_in "$err" "the prompt is empty" "empty prompt file: message"
+run 2 "--draft-model with a decoder that has none" -- "$C" generate -m "$m" -p x --spec recycling --draft-model "$m"
+expect_in "$err" "not used by --spec recycling" "--draft-model misuse: message"
+run 2 "both -p and -f" -- "$C" generate -m "$m" -p x -f "$tmp/empty.txt"
+run 2 "bad --top-p" -- "$C" generate -m "$m" -p x --top-p 1.5
+expect_in "$err" "top-p must be in" "bad --top-p: message"
+run 2 "bad --nodes" -- "$C" generate -m "$m" -p x --nodes many
+run 2 "bad --ctx" -- "$C" generate -m "$m" -p x --ctx 0
+run 2 "unknown option" -- "$C" generate -m "$m" -p x --frobnicate
+run 2 "option without value" -- "$C" generate -m "$m" -p x --temp
 run 2 "bad -n" -- "$C" generate -m "$m" -p x -n -3
 run 2 "bad --temp" -- "$C" generate -m "$m" -p x --temp abc
 run 2 "bad --seed" -- "$C" generate -m "$m" -p x --seed -1

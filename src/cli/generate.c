@@ -26,17 +26,18 @@ static const char usage[] =
     "Generate text with a llama-architecture GGUF model (llama.cpp's keys and tensor names; F32,\n"
     "F16, BF16 or Q8_0 weights; SentencePiece or GPT-2 BPE tokenizer from tokenizer.ggml.*).\n"
     "The text is streamed to standard output; statistics go to standard error at the end.\n"
-    "Speculative decoding is lossless: greedy output is identical to plain decoding, and seeded\n"
-    "sampling gives the same text as plain seeded sampling.\n"
+    "Speculative decoding is lossless: greedy output is identical to plain decoding, and with the\n"
+    "drafters listed below seeded sampling gives the same text as plain seeded sampling.\n"
     "\n"
     "  -p, --prompt TEXT     the prompt\n"
     "  -f, --file FILE       read the prompt from FILE (- for standard input)\n"
     "  -n, --n-predict N     tokens to generate at most (default 128)\n"
-    "  --spec NAME           none (default), recycling (Token Recycling), lookup (prompt lookup),\n"
-    "                        aded (adaptive tri-gram matrix + tree search), hybrid (prompt\n"
-    "                        lookup first, Token Recycling for the rest of the tree)\n"
+    "  --spec NAME           speculative decoder: none (default), recycling (Token Recycling),\n"
+    "                        lookup (prompt lookup), aded (adaptive tri-gram matrix + tree search),\n"
+    "                        hybrid (prompt lookup first, Token Recycling for the rest of the tree)\n"
     "  --nodes K             draft tree nodes per step at most (default: recycling 80, lookup 10,\n"
     "                        aded 64, hybrid 80)\n"
+    "  --draft-model FILE    the draft model, for decoders that use one (same vocabulary)\n"
     "  --ctx N               context (KV cache) size in tokens (default: the model's, at most 4096)\n"
     "  --temp T              temperature (default 0.8; 0 = greedy)\n"
     "  --top-k K             (default 40; 0 = off)\n"
@@ -63,7 +64,7 @@ const cli_command cli_cmd_generate = {
 
 typedef struct opts {
     cli_common c;
-    const char *prompt, *prompt_file, *spec, *stats_json;
+    const char *prompt, *prompt_file, *spec, *stats_json, *draft_model;
     long n_predict, nodes, n_ctx;
     lm_sampler_params sp;
     int seed_given, no_stream;
@@ -89,6 +90,152 @@ static int parse_float_range(const char *opt, const char *val, double lo, double
     return 0;
 }
 
+/* ---- drafters: one table entry per --spec name ----------------------------------------------
+ * An entry's setup() creates its state and fills g->drafter (an lm_spec_drafter run by
+ * lm_spec_generate) and g->default_nodes; an entry whose decoding does not go through the
+ * drafter interface (a draft model verified by speculative sampling) sets `generate` instead.
+ * Entries with needs_draft_model get g->draft / g->draft_kv loaded from --draft-model. */
+typedef struct gen_state {
+    cochlea_ctx *ctx;
+    const lm_model *m;
+    lm_kv *kv;
+    lm_work *w;
+    lm_sampler *smp;          /* NULL: greedy */
+    const lm_model *draft;    /* --draft-model, for entries that need it */
+    lm_kv *draft_kv;
+    int64_t nodes;            /* --nodes, -1 when not given */
+    lm_spec_drafter drafter;  /* filled by setup (drafter interface) */
+    int has_drafter;
+    int64_t default_nodes;    /* --nodes when not given */
+    void *state;              /* the drafter's state, released with free_state */
+    void (*free_state)(void *state);
+} gen_state;
+
+typedef struct gen_spec {
+    const char *name;
+    int needs_draft_model;
+    int (*setup)(gen_state *g); /* NULL: plain decoding */
+    /* NULL: lm_spec_generate(.., g->has_drafter ? &g->drafter : NULL, ..) */
+    int (*generate)(gen_state *g, const lm_spec_params *p, const int32_t *prompt, int64_t n_prompt, int32_t *out,
+                    int64_t *n_out, lm_spec_stats *st);
+} gen_spec;
+
+static void free_recycling(void *state)
+{
+    lm_spec_recycling_free(state);
+}
+
+/* Token Recycling, k = 8 candidates per token, rows primed from the prompt prefill (§2.3). */
+static int setup_recycling(gen_state *g)
+{
+    lm_spec_recycling *tr;
+    int rc = lm_spec_recycling_create(g->m->n_vocab, 8, 1, &tr);
+    if (rc != COCHLEA_OK)
+        return rc;
+    g->state = tr;
+    g->free_state = free_recycling;
+    g->default_nodes = tr->n_nodes;
+    g->has_drafter = 1;
+    return lm_spec_recycling_drafter(tr, &g->drafter);
+}
+
+/* Prompt lookup with PLD's defaults (n-grams of 3 down to 1 token, chains of 10). */
+static int setup_lookup(gen_state *g)
+{
+    lm_spec_lookup *lk = malloc(sizeof *lk);
+    if (!lk)
+        return err_set(COCHLEA_ENOMEM, "out of memory");
+    *lk = lm_spec_lookup_default();
+    g->state = lk;
+    g->free_state = free;
+    g->default_nodes = lk->k;
+    g->has_drafter = 1;
+    return lm_spec_lookup_drafter(lk, &g->drafter);
+}
+
+static void free_aded(void *state)
+{
+    lm_spec_aded_free(state);
+}
+
+/* ADED with its default parameters (aded.h: tri-gram matrix, tree search); 64 nodes at most. */
+static int setup_aded(gen_state *g)
+{
+    lm_spec_aded *a;
+    int rc = lm_spec_aded_create(g->m->n_vocab, NULL, &a);
+    if (rc != COCHLEA_OK)
+        return rc;
+    g->state = a;
+    g->free_state = free_aded;
+    g->default_nodes = 64;
+    g->has_drafter = 1;
+    return lm_spec_aded_drafter(a, &g->drafter);
+}
+
+typedef struct hybrid_state {
+    lm_spec_recycling *tr;
+    lm_spec_hybrid h;
+} hybrid_state;
+
+static void free_hybrid(void *state)
+{
+    hybrid_state *hs = state;
+    if (hs)
+        lm_spec_recycling_free(hs->tr);
+    free(hs);
+}
+
+/* Prompt lookup, else Token Recycling (hybrid.h defaults; the TR rows are not primed from the
+ * prompt) within the TR template's node budget. */
+static int setup_hybrid(gen_state *g)
+{
+    hybrid_state *hs = calloc(1, sizeof *hs);
+    if (!hs)
+        return err_set(COCHLEA_ENOMEM, "out of memory");
+    g->state = hs;
+    g->free_state = free_hybrid;
+    int rc = lm_spec_recycling_create(g->m->n_vocab, 8, 0, &hs->tr);
+    if (rc != COCHLEA_OK || (rc = lm_spec_hybrid_init(&hs->h, NULL, hs->tr)) != COCHLEA_OK)
+        return rc;
+    g->default_nodes = hs->tr->n_nodes;
+    g->has_drafter = 1;
+    return lm_spec_hybrid_drafter(&hs->h, &g->drafter);
+}
+
+static const gen_spec gen_specs[] = {
+    {"none", 0, NULL, NULL},
+    {"recycling", 0, setup_recycling, NULL},
+    {"lookup", 0, setup_lookup, NULL},
+    {"aded", 0, setup_aded, NULL},
+    {"hybrid", 0, setup_hybrid, NULL},
+};
+#define N_GEN_SPECS (sizeof gen_specs / sizeof gen_specs[0])
+
+static const gen_spec *find_spec(const char *name)
+{
+    for (size_t i = 0; i < N_GEN_SPECS; i++)
+        if (!strcmp(gen_specs[i].name, name))
+            return &gen_specs[i];
+    return NULL;
+}
+
+/* "none, recycling, lookup" (for messages). */
+static const char *spec_names(void)
+{
+    static char buf[256];
+    size_t n = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < N_GEN_SPECS && n < sizeof buf; i++)
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s", i ? ", " : "", gen_specs[i].name);
+    return buf;
+}
+
+/* cli_lib_error naming `path` unless the library's message already does. */
+static int lib_error_path(int rc, const char *path)
+{
+    return cli_lib_error(rc, strstr(cochlea_last_error(), path) ? "" : path);
+}
+
 static int parse(opts *o, int argc, char **argv)
 {
     o->n_predict = 128;
@@ -108,7 +255,8 @@ static int parse(opts *o, int argc, char **argv)
         }
         static const char *const valued[] = {"-p", "--prompt", "-f", "--file", "-n", "--n-predict", "--spec",
                                              "--nodes", "--ctx", "--temp", "--top-k", "--top-p", "--min-p",
-                                             "--repeat-penalty", "--repeat-last-n", "--seed", "--stats-json", NULL};
+                                             "--repeat-penalty", "--repeat-last-n", "--seed", "--stats-json",
+                                             "--draft-model", NULL};
         int known = 0;
         for (int k = 0; valued[k]; k++)
             known |= strcmp(a, valued[k]) == 0;
@@ -163,15 +311,23 @@ static int parse(opts *o, int argc, char **argv)
             o->seed_given = 1;
         } else if (!strcmp(a, "--stats-json")) {
             o->stats_json = val;
+        } else if (!strcmp(a, "--draft-model")) {
+            o->draft_model = val;
         }
     }
     if (!o->c.model)
         return cli_usage_error(CMD, "no model given (-m MODEL.gguf)");
     if (!o->prompt == !o->prompt_file)
         return cli_usage_error(CMD, "give the prompt with exactly one of -p TEXT or -f FILE");
-    if (strcmp(o->spec, "none") && strcmp(o->spec, "recycling") && strcmp(o->spec, "lookup") && strcmp(o->spec, "aded") &&
-        strcmp(o->spec, "hybrid"))
-        return cli_usage_error(CMD, "unknown --spec '%s' (none, recycling, lookup, aded, hybrid)", o->spec);
+    if (o->prompt && !o->prompt[0])
+        return cli_usage_error(CMD, "the prompt is empty");
+    const gen_spec *gs = find_spec(o->spec);
+    if (!gs)
+        return cli_usage_error(CMD, "unknown --spec '%s' (valid: %s)", o->spec, spec_names());
+    if (gs->needs_draft_model && !o->draft_model)
+        return cli_usage_error(CMD, "--spec %s needs --draft-model FILE", o->spec);
+    if (!gs->needs_draft_model && o->draft_model)
+        return cli_usage_error(CMD, "--draft-model is not used by --spec %s", o->spec);
     return 0;
 }
 
@@ -296,11 +452,10 @@ static int run(int argc, char **argv)
     lm_kv *kv = NULL;
     lm_work *w = NULL;
     lm_sampler *smp = NULL;
-    lm_spec_recycling *tr = NULL;
-    lm_spec_aded *ad = NULL;
-    lm_spec_hybrid hy;
-    lm_spec_lookup lk = lm_spec_lookup_default();
-    lm_spec_drafter drafter, *dp = NULL;
+    lm_model *dm = NULL;
+    lm_kv *dkv = NULL;
+    gen_state g = {0};
+    const gen_spec *gs = find_spec(o.spec);
     int32_t *out = NULL;
     streamer s = {0};
     lm_vocab_stream_init(&s.st, 0);
@@ -314,16 +469,20 @@ static int run(int argc, char **argv)
         text = owned_text;
     }
     if ((rc = lm_model_load(o.c.model, &m)) != COCHLEA_OK) {
-        cli_lib_error(rc, o.c.model);
+        lib_error_path(rc, o.c.model);
         goto done;
     }
     if ((rc = lm_vocab_load(m->file, 0, &v)) != COCHLEA_OK) {
-        cli_lib_error(rc, o.c.model);
+        lib_error_path(rc, o.c.model);
         goto done;
     }
     if (lm_vocab_n_tokens(v) != m->n_vocab) {
         cli_error("%s: %s: the tokenizer has %d tokens but the model %lld", CMD, o.c.model,
                   (int)lm_vocab_n_tokens(v), (long long)m->n_vocab);
+        goto done;
+    }
+    if (text_len == 0) {
+        cli_error("%s: the prompt is empty", CMD);
         goto done;
     }
     if ((rc = lm_vocab_encode(v, text, text_len, LM_VOCAB_ADD_SPECIAL, &toks)) != COCHLEA_OK) {
@@ -350,55 +509,41 @@ static int run(int argc, char **argv)
         cli_lib_error(rc, "setting up the runtime");
         goto done;
     }
-    const int greedy = o.sp.temperature <= 0.0f && o.sp.repeat_penalty == 1.0f;
-    if (!greedy) {
+    /* --temp 0 is greedy; a sampler is still needed when a repetition penalty changes the argmax */
+    const int greedy = o.sp.temperature <= 0.0f;
+    if (!greedy || o.sp.repeat_penalty != 1.0f) {
         if ((rc = lm_sampler_create(&o.sp, m->n_vocab, &smp)) != COCHLEA_OK) {
             cli_lib_error(rc, "sampler");
             goto done;
         }
         for (size_t i = 0; i < toks.n; i++) /* the penalty sees the prompt, as in llama.cpp */
-            lm_sampler_accept(smp, toks.ids[i]);
+            if ((rc = lm_sampler_accept(smp, toks.ids[i])) != COCHLEA_OK) {
+                cli_lib_error(rc, "sampler");
+                goto done;
+            }
     }
-    int64_t nodes = o.nodes;
-    if (!strcmp(o.spec, "hybrid")) {
-        lm_spec_hybrid_params hp = lm_spec_hybrid_default_params();
-        if ((rc = lm_spec_recycling_create(m->n_vocab, 8, 0, &tr)) != COCHLEA_OK ||
-            (rc = lm_spec_hybrid_init(&hy, &hp, tr)) != COCHLEA_OK || (rc = lm_spec_hybrid_drafter(&hy, &drafter)) != COCHLEA_OK) {
-            cli_lib_error(rc, "hybrid drafter");
+    if (gs->needs_draft_model) {
+        if ((rc = lm_model_load(o.draft_model, &dm)) != COCHLEA_OK) {
+            lib_error_path(rc, o.draft_model);
             goto done;
         }
-        dp = &drafter;
-        if (nodes < 0)
-            nodes = tr->n_nodes;
-    } else if (!strcmp(o.spec, "recycling")) {
-        if ((rc = lm_spec_recycling_create(m->n_vocab, 8, 1, &tr)) != COCHLEA_OK ||
-            (rc = lm_spec_recycling_drafter(tr, &drafter)) != COCHLEA_OK) {
-            cli_lib_error(rc, "Token Recycling");
+        if (dm->n_vocab != m->n_vocab) {
+            cli_error("%s: the draft model %s has %lld tokens but the model %lld", CMD, o.draft_model,
+                      (long long)dm->n_vocab, (long long)m->n_vocab);
             goto done;
         }
-        dp = &drafter;
-        if (nodes < 0)
-            nodes = tr->n_nodes;
-    } else if (!strcmp(o.spec, "aded")) {
-        if ((rc = lm_spec_aded_create(m->n_vocab, NULL, &ad)) != COCHLEA_OK ||
-            (rc = lm_spec_aded_drafter(ad, &drafter)) != COCHLEA_OK) {
-            cli_lib_error(rc, "ADED");
+        if ((rc = lm_blocks_kv_create(dm->blocks, n_ctx, &dkv)) != COCHLEA_OK) {
+            cli_lib_error(rc, "setting up the draft model");
             goto done;
         }
-        dp = &drafter;
-        if (nodes < 0)
-            nodes = 64;
-    } else if (!strcmp(o.spec, "lookup")) {
-        if ((rc = lm_spec_lookup_drafter(&lk, &drafter)) != COCHLEA_OK) {
-            cli_lib_error(rc, "prompt lookup");
-            goto done;
-        }
-        dp = &drafter;
-        if (nodes < 0)
-            nodes = lk.k;
     }
-    if (nodes < 0)
-        nodes = 0;
+    g = (gen_state){.ctx = ctx, .m = m, .kv = kv, .w = w, .smp = smp, .draft = dm, .draft_kv = dkv,
+                    .nodes = o.nodes};
+    if (gs->setup && (rc = gs->setup(&g)) != COCHLEA_OK) {
+        cli_lib_error(rc, o.spec);
+        goto done;
+    }
+    int64_t nodes = o.nodes >= 0 ? o.nodes : g.default_nodes;
     int32_t eos = lm_vocab_eos(v);
     if (eos < 0)
         eos = lm_vocab_eot(v);
@@ -416,7 +561,11 @@ static int run(int argc, char **argv)
     lm_spec_stats st;
     int64_t n_out = 0;
     double t0 = now_s();
-    rc = lm_spec_generate(ctx, m, kv, w, smp, dp, &p, toks.ids, (int64_t)toks.n, out, &n_out, &st);
+    if (gs->generate)
+        rc = gs->generate(&g, &p, toks.ids, (int64_t)toks.n, out, &n_out, &st);
+    else
+        rc = lm_spec_generate(ctx, m, kv, w, smp, g.has_drafter ? &g.drafter : NULL, &p, toks.ids, (int64_t)toks.n,
+                              out, &n_out, &st);
     double t1 = now_s();
     if (rc != COCHLEA_OK) {
         if (s.stream)
@@ -470,8 +619,10 @@ static int run(int argc, char **argv)
 done:
     free(out);
     lm_vocab_stream_free(&s.st);
-    lm_spec_recycling_free(tr);
-    lm_spec_aded_free(ad);
+    if (g.free_state)
+        g.free_state(g.state);
+    lm_kv_free(dkv);
+    lm_model_free(dm);
     lm_sampler_free(smp);
     lm_work_free(w);
     lm_kv_free(kv);
