@@ -92,6 +92,29 @@ steps=$(field "$tmp/g_recycling.json" steps)
     fail "recycling took $steps steps for $n_gen tokens (no draft accepted)"
 expect_in "$err" "verification steps" "statistics printed"
 expect_in "$err" "acceptance rate" "acceptance rate printed"
+# draft-model decoders: greedy tokens equal plain with an unrelated draft model (another seed);
+# with the model as its own draft every drafted token is accepted
+dm="$tmp/dm.gguf"
+"$py" "$ref" make "$dm" --vocab 64 --d 32 --layers 1 --heads 2 --kv-heads 1 --ff 64 --ctx 96 --seed 11 ||
+    { echo "FAIL: cannot make the draft model"; exit 1; }
+for s in draft draft-tree rsd; do
+    run 0 "greedy --spec $s" -- "$C" generate -m "$m" -p "$prompt" -n 40 --temp 0 --spec $s --draft-model "$dm" -t 1 --stats-json "$tmp/d_$s.json"
+    [ "$(toks "$tmp/d_$s.json")" = "$(toks "$tmp/g_none.json")" ] && echo "ok: --spec $s greedy tokens equal plain" ||
+        fail "--spec $s greedy tokens differ from plain"
+    cmp -s "$out" "$tmp/g_none.txt" && echo "ok: --spec $s greedy text equals plain" || fail "--spec $s greedy text differs from plain"
+done
+run 0 "--spec draft, the model as its own draft" -- "$C" generate -m "$m" -p "$prompt" -n 40 --temp 0 --spec draft --draft-model "$m" --draft-depth 5 --stats-json "$tmp/self.json"
+[ "$(toks "$tmp/self.json")" = "$(toks "$tmp/g_none.json")" ] &&
+    [ "$(field "$tmp/self.json" accepted)" = "$(field "$tmp/self.json" drafted)" ] &&
+    [ "$(field "$tmp/self.json" steps)" -le $(( (n_gen + 5) / 6 + 1 )) ] &&
+    echo "ok: self-draft accepts every token, depth 5 gives <= 6 tokens per step" || fail "self-draft: $(cat "$tmp/self.json")"
+run 0 "sampling --spec rsd, the model as its own draft" -- "$C" generate -m "$m" -p "$prompt" -n 40 --temp 1.5 --top-k 0 --top-p 1 --min-p 0 --seed 7 --spec rsd --draft-model "$m" --stats-json "$tmp/rsd_s.json"
+[ "$(field "$tmp/rsd_s.json" generated_tokens)" = 40 ] && echo "ok: rsd sampling generates 40 tokens" || fail "rsd sampling: $(cat "$tmp/rsd_s.json")"
+run 2 "--draft-depth without a draft model decoder" -- "$C" generate -m "$m" -p x --spec lookup --draft-depth 3
+expect_in "$err" "not used by --spec lookup" "--draft-depth misuse: message"
+run 2 "--spec draft without --draft-model" -- "$C" generate -m "$m" -p x --spec draft
+expect_in "$err" "needs --draft-model" "--spec draft without model: message"
+run 2 "--draft-depth 0" -- "$C" generate -m "$m" -p x --spec draft --draft-model "$dm" --draft-depth 0
 # --nodes 0: the drafter proposes nothing, one step per token, same tokens
 run 0 "--nodes 0" -- "$C" generate -m "$m" -p "$prompt" -n 40 --temp 0 --spec recycling --nodes 0 --stats-json "$tmp/n0.json"
 [ "$(toks "$tmp/n0.json")" = "$(toks "$tmp/g_none.json")" ] && [ "$(field "$tmp/n0.json" drafted)" = 0 ] &&

@@ -61,8 +61,8 @@ else
     text_opts=""
     vocab=4000
     # sizes and step counts: README.md ("Sizes and time")
-    target_opts="--preset target --batch 16 --lr 1e-3 --warmup 100 --max-steps 1600 --ckpt-every 100 --valid-every 200"
-    draft_opts="--preset draft --batch 16 --lr 2e-3 --warmup 100 --max-steps 1200 --ckpt-every 200 --valid-every 200"
+    target_opts="--preset target --batch 16 --lr 1.5e-3 --warmup 60 --max-steps 1000 --ckpt-every 50 --valid-every 100"
+    draft_opts="--preset draft --batch 16 --lr 2e-3 --warmup 50 --max-steps 600 --ckpt-every 100 --valid-every 100"
     eval_opts=""
 fi
 

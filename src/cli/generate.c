@@ -12,6 +12,7 @@
 #include "lm/model.h"
 #include "lm/sampler.h"
 #include "lm/spec/aded.h"
+#include "lm/spec/draft.h"
 #include "lm/spec/engine.h"
 #include "lm/spec/hybrid.h"
 #include "lm/spec/lookup.h"
@@ -26,18 +27,23 @@ static const char usage[] =
     "Generate text with a llama-architecture GGUF model (llama.cpp's keys and tensor names; F32,\n"
     "F16, BF16 or Q8_0 weights; SentencePiece or GPT-2 BPE tokenizer from tokenizer.ggml.*).\n"
     "The text is streamed to standard output; statistics go to standard error at the end.\n"
-    "Speculative decoding is lossless: greedy output is identical to plain decoding, and with the\n"
-    "drafters listed below seeded sampling gives the same text as plain seeded sampling.\n"
+    "Speculative decoding is lossless: greedy output is identical to plain decoding; with the\n"
+    "model-free drafters seeded sampling gives the same text as plain seeded sampling, and with\n"
+    "a draft model sampling follows exactly the model's distribution (other draws, same law).\n"
     "\n"
     "  -p, --prompt TEXT     the prompt\n"
     "  -f, --file FILE       read the prompt from FILE (- for standard input)\n"
     "  -n, --n-predict N     tokens to generate at most (default 128)\n"
     "  --spec NAME           speculative decoder: none (default), recycling (Token Recycling),\n"
     "                        lookup (prompt lookup), aded (adaptive tri-gram matrix + tree search),\n"
-    "                        hybrid (prompt lookup first, Token Recycling for the rest of the tree)\n"
+    "                        hybrid (prompt lookup first, Token Recycling for the rest of the tree);\n"
+    "                        with --draft-model: draft (a chain, speculative sampling), draft-tree\n"
+    "                        (i.i.d. tree, multi-candidate rule), rsd (recursive speculative\n"
+    "                        decoding: a tree sampled without replacement)\n"
     "  --nodes K             draft tree nodes per step at most (default: recycling 80, lookup 10,\n"
-    "                        aded 64, hybrid 80)\n"
-    "  --draft-model FILE    the draft model, for decoders that use one (same vocabulary)\n"
+    "                        aded 64, hybrid 80, draft-tree and rsd 64)\n"
+    "  --draft-model FILE    the draft model for draft, draft-tree and rsd (same vocabulary)\n"
+    "  --draft-depth D       draft tokens per branch for draft, draft-tree, rsd (default 4)\n"
     "  --ctx N               context (KV cache) size in tokens (default: the model's, at most 4096)\n"
     "  --temp T              temperature (default 0.8; 0 = greedy)\n"
     "  --top-k K             (default 40; 0 = off)\n"
@@ -65,7 +71,7 @@ const cli_command cli_cmd_generate = {
 typedef struct opts {
     cli_common c;
     const char *prompt, *prompt_file, *spec, *stats_json, *draft_model;
-    long n_predict, nodes, n_ctx;
+    long n_predict, nodes, n_ctx, draft_depth;
     lm_sampler_params sp;
     int seed_given, no_stream;
 } opts;
@@ -104,6 +110,7 @@ typedef struct gen_state {
     const lm_model *draft;    /* --draft-model, for entries that need it */
     lm_kv *draft_kv;
     int64_t nodes;            /* --nodes, -1 when not given */
+    int32_t draft_depth;      /* --draft-depth, -1 when not given */
     lm_spec_drafter drafter;  /* filled by setup (drafter interface) */
     int has_drafter;
     int64_t default_nodes;    /* --nodes when not given */
@@ -202,12 +209,45 @@ static int setup_hybrid(gen_state *g)
     return lm_spec_hybrid_drafter(&hs->h, &g->drafter);
 }
 
+/* A draft model verified by speculative sampling (draft.h): chain (§5.1), i.i.d. tree (§5.3) or
+ * RSD (§4), with draft.h's default tree shape; --nodes caps the tree. */
+static int gen_draft_mode(gen_state *g, lm_spec_draft_mode mode, const lm_spec_params *p, const int32_t *prompt,
+                          int64_t n_prompt, int32_t *out, int64_t *n_out, lm_spec_stats *st)
+{
+    lm_spec_draft_params dp = lm_spec_draft_default_params(mode);
+    dp.max_new = p->max_new;
+    dp.eos = p->eos;
+    if (g->draft_depth > 0) {
+        dp.depth = g->draft_depth;
+        if (dp.wide > dp.depth)
+            dp.wide = dp.depth;
+    }
+    if (g->nodes > 0)
+        dp.max_nodes = g->nodes < LM_SPEC_DRAFT_MAX_NODES ? g->nodes : LM_SPEC_DRAFT_MAX_NODES;
+    dp.on_emit = p->on_emit;
+    dp.user = p->user;
+    return lm_spec_draft_generate(g->ctx, g->m, g->kv, g->draft, g->draft_kv, g->w, g->smp, &dp, prompt, n_prompt,
+                                  out, n_out, st);
+}
+#define GEN_DRAFT(fn, mode)                                                                                          \
+    static int fn(gen_state *g, const lm_spec_params *p, const int32_t *pr, int64_t n, int32_t *o, int64_t *no,   \
+                  lm_spec_stats *st)                                                                                \
+    {                                                                                                                \
+        return gen_draft_mode(g, mode, p, pr, n, o, no, st);                                                         \
+    }
+GEN_DRAFT(gen_draft_chain, LM_SPEC_DRAFT_CHAIN)
+GEN_DRAFT(gen_draft_tree, LM_SPEC_DRAFT_TREE)
+GEN_DRAFT(gen_draft_rsd, LM_SPEC_DRAFT_RSD)
+
 static const gen_spec gen_specs[] = {
     {"none", 0, NULL, NULL},
     {"recycling", 0, setup_recycling, NULL},
     {"lookup", 0, setup_lookup, NULL},
     {"aded", 0, setup_aded, NULL},
     {"hybrid", 0, setup_hybrid, NULL},
+    {"draft", 1, NULL, gen_draft_chain},
+    {"draft-tree", 1, NULL, gen_draft_tree},
+    {"rsd", 1, NULL, gen_draft_rsd},
 };
 #define N_GEN_SPECS (sizeof gen_specs / sizeof gen_specs[0])
 
@@ -240,6 +280,7 @@ static int parse(opts *o, int argc, char **argv)
 {
     o->n_predict = 128;
     o->nodes = -1;
+    o->draft_depth = -1;
     o->spec = "none";
     o->sp = lm_sampler_default_params();
     for (int i = 1; i < argc; i++) {
@@ -256,7 +297,7 @@ static int parse(opts *o, int argc, char **argv)
         static const char *const valued[] = {"-p", "--prompt", "-f", "--file", "-n", "--n-predict", "--spec",
                                              "--nodes", "--ctx", "--temp", "--top-k", "--top-p", "--min-p",
                                              "--repeat-penalty", "--repeat-last-n", "--seed", "--stats-json",
-                                             "--draft-model", NULL};
+                                             "--draft-model", "--draft-depth", NULL};
         int known = 0;
         for (int k = 0; valued[k]; k++)
             known |= strcmp(a, valued[k]) == 0;
@@ -313,6 +354,9 @@ static int parse(opts *o, int argc, char **argv)
             o->stats_json = val;
         } else if (!strcmp(a, "--draft-model")) {
             o->draft_model = val;
+        } else if (!strcmp(a, "--draft-depth")) {
+            if (cli_parse_int(CMD, a, val, 1, LM_SPEC_DRAFT_MAX_DEPTH, &o->draft_depth))
+                return 2;
         }
     }
     if (!o->c.model)
@@ -328,6 +372,8 @@ static int parse(opts *o, int argc, char **argv)
         return cli_usage_error(CMD, "--spec %s needs --draft-model FILE", o->spec);
     if (!gs->needs_draft_model && o->draft_model)
         return cli_usage_error(CMD, "--draft-model is not used by --spec %s", o->spec);
+    if (!gs->needs_draft_model && o->draft_depth > 0)
+        return cli_usage_error(CMD, "--draft-depth is not used by --spec %s", o->spec);
     return 0;
 }
 
@@ -538,7 +584,7 @@ static int run(int argc, char **argv)
         }
     }
     g = (gen_state){.ctx = ctx, .m = m, .kv = kv, .w = w, .smp = smp, .draft = dm, .draft_kv = dkv,
-                    .nodes = o.nodes};
+                    .nodes = o.nodes, .draft_depth = (int32_t)o.draft_depth};
     if (gs->setup && (rc = gs->setup(&g)) != COCHLEA_OK) {
         cli_lib_error(rc, o.spec);
         goto done;
