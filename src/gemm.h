@@ -98,6 +98,19 @@ int gemm_f32(cochlea_ctx *ctx, int trans_a, int trans_b, int64_t M, int64_t N, i
 int gemm_linear(cochlea_ctx *ctx, const float *x, int64_t M, int64_t ldx, const tensor *W, const float *bias,
                 float beta, float *y, int64_t ldy);
 
+/* Linear layer for a few rows (decoding, small draft trees): the same y as gemm_linear, computed
+ * in fp32 from the weights in place (F32, F16, BF16, Q8_0 read directly, no conversion pass), at
+ * any context precision. Batch-invariant: every output element is the same sequence of
+ * operations (16-lane fma partial sums over the columns in order, one horizontal sum, + bias,
+ * + beta * y) whatever M is, which rows come with it and how threads split the work, so a row's
+ * result never depends on the rest of the batch. COCHLEA_EUNSUPPORTED when
+ * gemm_small_available(W, M) is 0 (no AVX-512, M outside 1..GEMM_SMALL_MAX_M, bad Q8_0 shape):
+ * callers then use gemm_linear. */
+#define GEMM_SMALL_MAX_M 16
+int gemm_small_available(const tensor *W, int64_t M);
+int gemm_linear_small(cochlea_ctx *ctx, const float *x, int64_t M, int64_t ldx, const tensor *W, const float *bias,
+                      float beta, float *y, int64_t ldy);
+
 /* Pack W now for the context's precision (otherwise done at first use). Call at model load.
  * Validates W; a no-op for paths that use W directly. */
 int gemm_prepare(cochlea_ctx *ctx, const tensor *W);

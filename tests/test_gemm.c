@@ -689,6 +689,107 @@ START_TEST(test_bad_arguments)
 }
 END_TEST
 
+/* ---- gemm_linear_small: every weight type, 1..GEMM_SMALL_MAX_M rows, batch invariance ------ */
+
+START_TEST(test_linear_small)
+{
+    test_rng r = {77};
+    tensor probe = {0};
+    probe.type = COCHLEA_TYPE_F32;
+    if (!gemm_small_available(&probe, 1)) {
+        /* no AVX-512 here: the kernel must say so, and callers use gemm_linear */
+        cochlea_ctx *c = make_ctx(1, COCHLEA_PRECISION_F32);
+        float x = 1, y = 0;
+        probe.ne[0] = probe.ne[1] = 1;
+        ck_assert_int_eq(gemm_linear_small(c, &x, 1, 1, &probe, NULL, 0.0f, &y, 1), COCHLEA_EUNSUPPORTED);
+        ctx_free(c);
+        return;
+    }
+    cochlea_ctx *c1 = make_ctx(1, COCHLEA_PRECISION_F32), *c2 = make_ctx(2, COCHLEA_PRECISION_F32);
+    cochlea_ctx *cb = make_ctx(2, COCHLEA_PRECISION_BF16);
+    /* K: a multiple of 16, a tail, a Q8_0 shape; N odd (the unpaired last weight row), large
+     * enough that two threads split it */
+    static const int64_t shapes[][2] = {{64, 33}, {77, 130}, {256, 1027}, {704, 96}};
+    for (size_t ti = 0; ti < sizeof all_types / sizeof all_types[0]; ti++) {
+        enum cochlea_type t = all_types[ti];
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+            int64_t K = shapes[si][0], N = shapes[si][1], M = GEMM_SMALL_MAX_M;
+            if (t == COCHLEA_TYPE_Q8_0 && K % 32)
+                continue;
+            tensor W, store;
+            float *w;
+            make_weight(&r, t, K, N, t == COCHLEA_TYPE_Q8_0 ? 32 : 3, &W, &store, &w);
+            int64_t ldx = K + 5, ldy = N + 3;
+            float *x = test_alloc((size_t)(M * ldx)), *y0 = test_alloc((size_t)(M * ldy));
+            float *bias = test_alloc((size_t)N), *full = test_alloc((size_t)(M * ldy));
+            float *part = test_alloc((size_t)(M * ldy));
+            test_fill(&r, x, (size_t)(M * ldx), -1.0f, 1.0f);
+            test_fill(&r, y0, (size_t)(M * ldy), -1.0f, 1.0f);
+            test_fill(&r, bias, (size_t)N, -0.5f, 0.5f);
+            for (int with = 0; with < 2; with++) {
+                float beta = with ? 0.5f : 0.0f;
+                const float *b = with ? bias : NULL;
+                double *ref = malloc(sizeof(double) * (size_t)(M * N)), *mag = malloc(sizeof(double) * (size_t)(M * N));
+                ck_assert(ref && mag);
+                ref_linear(x, M, ldx, w, K, N, b, beta, y0, ldy, 0, ref, mag);
+                memcpy(full, y0, sizeof(float) * (size_t)(M * ldy));
+                ck_assert_int_eq(gemm_linear_small(c1, x, M, ldx, &W, b, beta, full, ldy), 0);
+                for (int64_t i = 0; i < M; i++) {
+                    for (int64_t j = 0; j < N; j++)
+                        CHECK(fabs(full[i * ldy + j] - ref[i * N + j]) <= 1e-5 * mag[i * N + j] + 1e-30,
+                              "small %s K=%lld N=%lld: y[%lld,%lld] = %.9g, expected %.9g", type_name(t),
+                              (long long)K, (long long)N, (long long)i, (long long)j, full[i * ldy + j],
+                              ref[i * N + j]);
+                    for (int64_t j = N; j < ldy; j++)
+                        CHECK(full[i * ldy + j] == y0[i * ldy + j], "small: output padding written");
+                }
+                free(ref);
+                free(mag);
+                /* batch invariance: any sub-batch [m0, m0 + m), on 1 or 2 threads or at bf16
+                 * precision, gives bit-identical rows */
+                for (int64_t m = 1; m <= M; m += 3) {
+                    int64_t m0 = (m * 7) % (M - m + 1);
+                    cochlea_ctx *c = m % 2 ? c2 : (m % 3 ? cb : c1);
+                    memcpy(part, y0, sizeof(float) * (size_t)(M * ldy));
+                    ck_assert_int_eq(gemm_linear_small(c, x + m0 * ldx, m, ldx, &W, b, beta, part + m0 * ldy, ldy), 0);
+                    CHECK(memcmp(part + m0 * ldy, full + m0 * ldy, sizeof(float) * (size_t)((m - 1) * ldy + N)) == 0,
+                          "small %s K=%lld N=%lld: rows [%lld, %lld) alone differ from the same rows in a batch of %lld",
+                          type_name(t), (long long)K, (long long)N, (long long)m0, (long long)(m0 + m), (long long)M);
+                }
+            }
+            free(x);
+            free(y0);
+            free(bias);
+            free(full);
+            free(part);
+            free(w);
+            tensor_free(&store);
+        }
+    }
+    /* out of range: M = 0 and M > GEMM_SMALL_MAX_M are refused, nothing written */
+    {
+        tensor W, store;
+        float *w;
+        make_weight(&r, COCHLEA_TYPE_F32, 16, 4, 0, &W, &store, &w);
+        float *x = test_alloc(16 * (GEMM_SMALL_MAX_M + 1)), y[4 * (GEMM_SMALL_MAX_M + 1)];
+        for (size_t i = 0; i < sizeof y / sizeof y[0]; i++)
+            y[i] = 42.0f;
+        ck_assert_int_eq(gemm_small_available(&W, GEMM_SMALL_MAX_M + 1), 0);
+        ck_assert_int_eq(gemm_linear_small(c1, x, GEMM_SMALL_MAX_M + 1, 16, &W, NULL, 0.0f, y, 4), COCHLEA_EUNSUPPORTED);
+        ck_assert_int_eq(gemm_linear_small(c1, x, 0, 16, &W, NULL, 0.0f, y, 4), COCHLEA_EUNSUPPORTED);
+        ck_assert_ptr_nonnull(strstr(cochlea_last_error(), "test.weight"));
+        for (size_t i = 0; i < sizeof y / sizeof y[0]; i++)
+            ck_assert(y[i] == 42.0f);
+        free(x);
+        free(w);
+        tensor_free(&store);
+    }
+    ctx_free(c1);
+    ctx_free(c2);
+    ctx_free(cb);
+}
+END_TEST
+
 static Suite *gemm_suite(void)
 {
     Suite *s = suite_create("gemm");
@@ -712,6 +813,7 @@ static Suite *gemm_suite(void)
         {"pack_cache_int8", test_pack_cache_int8},
         {"int8_nonfinite", test_int8_nonfinite},
         {"bad_arguments", test_bad_arguments},
+        {"linear_small", test_linear_small},
     };
     /* one case per test so that CK_RUN_CASE can pick one */
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -80,6 +80,16 @@ static int vec_f32(const gguf_file *f, lm_blocks *b, const char *name, int64_t n
     return COCHLEA_OK;
 }
 
+/* Linear layer of n rows: gemm_linear_small (weights read in place, batch-invariant) for up to
+ * GEMM_SMALL_MAX_M rows, which covers decoding and small draft trees, else gemm_linear. */
+static int lm_linear(cochlea_ctx *ctx, const float *x, int64_t n, int64_t ldx, const tensor *W, const float *bias,
+                     float beta, float *y, int64_t ldy)
+{
+    if (gemm_small_available(W, n))
+        return gemm_linear_small(ctx, x, n, ldx, W, bias, beta, y, ldy);
+    return gemm_linear(ctx, x, n, ldx, W, bias, beta, y, ldy);
+}
+
 /* A matrix for gemm_linear: ne = {in, out}, type F32/F16/BF16/Q8_0. */
 static int matrix(const gguf_file *f, const char *name, int64_t in, int64_t out_, const tensor **out)
 {
@@ -357,22 +367,22 @@ int lm_blocks_forward(cochlea_ctx *ctx, const lm_blocks *b, lm_kv *kv, lm_work *
     for (int64_t l = 0; l < hp->n_layer && !rc; l++) {
         const lm_layer *L = &b->layers[l];
         ops_rms_norm(ctx, x, d, h, d, n, d, L->attn_norm, hp->rms_eps);
-        if ((rc = gemm_linear(ctx, h, n, d, L->wq, NULL, 0.0f, q, qd)) ||
-            (rc = gemm_linear(ctx, h, n, d, L->wk, NULL, 0.0f, k, kvd)) ||
-            (rc = gemm_linear(ctx, h, n, d, L->wv, NULL, 0.0f, v, kvd)) ||
+        if ((rc = lm_linear(ctx, h, n, d, L->wq, NULL, 0.0f, q, qd)) ||
+            (rc = lm_linear(ctx, h, n, d, L->wk, NULL, 0.0f, k, kvd)) ||
+            (rc = lm_linear(ctx, h, n, d, L->wv, NULL, 0.0f, v, kvd)) ||
             (rc = ops_rope(ctx, q, n, qd, H, Dh, hp->n_rot, pos, hp->rope_freq_base, b->rope_mode)) ||
             (rc = ops_rope(ctx, k, n, kvd, Hkv, Dh, hp->n_rot, pos, hp->rope_freq_base, b->rope_mode)) ||
             (rc = lm_kv_write(kv, l, n_past, k, kvd, v, kvd, n)) ||
             (rc = ops_attention(ctx, &ap, q, qd, kv->k[l], Dh, kv->v[l], Dh, n, Tk, att, qd)) ||
-            (rc = gemm_linear(ctx, att, n, qd, L->wo, NULL, 1.0f, x, d)))
+            (rc = lm_linear(ctx, att, n, qd, L->wo, NULL, 1.0f, x, d)))
             break;
         ops_rms_norm(ctx, x, d, h, d, n, d, L->ffn_norm, hp->rms_eps);
-        if ((rc = gemm_linear(ctx, h, n, d, L->w_gate, NULL, 0.0f, g, ff)) ||
-            (rc = gemm_linear(ctx, h, n, d, L->w_up, NULL, 0.0f, u, ff)))
+        if ((rc = lm_linear(ctx, h, n, d, L->w_gate, NULL, 0.0f, g, ff)) ||
+            (rc = lm_linear(ctx, h, n, d, L->w_up, NULL, 0.0f, u, ff)))
             break;
         ops_silu(ctx, g, g, n * ff);
         ops_mul(ctx, g, u, g, n * ff);
-        rc = gemm_linear(ctx, g, n, ff, L->w_down, NULL, 1.0f, x, d);
+        rc = lm_linear(ctx, g, n, ff, L->w_down, NULL, 1.0f, x, d);
     }
     if (rc)
         return rc;
@@ -468,7 +478,7 @@ void lm_model_free(lm_model *m)
 int lm_model_head(cochlea_ctx *ctx, const lm_model *m, const float *h, int64_t n, float *logits)
 {
     const int64_t d = m->blocks->hp.n_embd;
-    return gemm_linear(ctx, h, n, d, m->output, NULL, 0.0f, logits, m->n_vocab);
+    return lm_linear(ctx, h, n, d, m->output, NULL, 0.0f, logits, m->n_vocab);
 }
 
 int lm_model_forward(cochlea_ctx *ctx, const lm_model *m, lm_kv *kv, lm_work *w, const lm_batch *bt, float *logits)
