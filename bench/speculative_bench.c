@@ -36,6 +36,7 @@
 #include "ctx.h"
 #include "lm/model.h"
 #include "lm/spec/aded.h"
+#include "lm/spec/draft.h"
 #include "lm/spec/engine.h"
 #include "lm/spec/hybrid.h"
 #include "lm/spec/lookup.h"
@@ -69,13 +70,36 @@ typedef struct method {
     lm_spec_hybrid hy;
     lm_spec_drafter d;
     int has_drafter;
+    int draft_mode; /* -1, or an lm_spec_draft_mode: verified by speculative sampling with --draft-model */
 } method;
+
+/* --draft-model and --draft-depth, for the draft, draft-tree and rsd methods */
+static const lm_model *g_draft;
+static lm_kv *g_draft_kv;
+static long g_draft_depth = -1;
 
 static int method_setup(method *me, int64_t n_vocab)
 {
     int rc = COCHLEA_OK;
     int64_t def = 0;
     me->has_drafter = 0;
+    me->draft_mode = -1;
+    static const char *const dnames[] = {"draft", "draft-tree", "rsd"};
+    for (int k = 0; k < 3; k++)
+        if (!strcmp(me->name, dnames[k])) {
+            if (!g_draft) {
+                fprintf(stderr, "speculative_bench: method %s needs --draft-model FILE\n", me->name);
+                return 1;
+            }
+            me->draft_mode = k; /* LM_SPEC_DRAFT_CHAIN, _TREE, _RSD */
+            lm_spec_draft_params dp = lm_spec_draft_default_params((lm_spec_draft_mode)k);
+            if (g_draft_depth > 0)
+                dp.depth = (int32_t)g_draft_depth;
+            def = k == 0 ? dp.depth : lm_spec_draft_tree_size(&dp);
+            if (me->nodes < 0)
+                me->nodes = def;
+            return 0;
+        }
     if (!strcmp(me->name, "recycling")) {
         if ((rc = lm_spec_recycling_create(n_vocab, 8, 1, &me->tr)) != COCHLEA_OK ||
             (rc = lm_spec_recycling_drafter(me->tr, &me->d)) != COCHLEA_OK)
@@ -102,7 +126,9 @@ static int method_setup(method *me, int64_t n_vocab)
         def = me->tr->n_nodes;
         me->has_drafter = 1;
     } else if (strcmp(me->name, "none")) {
-        fprintf(stderr, "speculative_bench: unknown method '%s' (none, recycling, lookup, aded, hybrid)\n", me->name);
+        fprintf(stderr,
+                "speculative_bench: unknown method '%s' (none, recycling, lookup, aded, hybrid, draft, draft-tree, rsd)\n",
+                me->name);
         return 1;
     }
     if (me->nodes < 0)
@@ -140,8 +166,28 @@ static int run_one(cochlea_ctx *ctx, const lm_model *m, lm_kv *kv, lm_work *w, m
     lm_spec_params p = {n, eos, me->nodes, on_emit, &t};
     lm_spec_stats st;
     t.t0 = wall_s();
-    int rc = lm_spec_generate(ctx, m, kv, w, NULL, me->has_drafter ? &me->d : NULL, &p, prompt, n_prompt, out,
+    int rc;
+    if (me->draft_mode >= 0) {
+        /* NODES: the chain length for draft, the tree's node cap for draft-tree and rsd */
+        lm_spec_draft_params dp = lm_spec_draft_default_params((lm_spec_draft_mode)me->draft_mode);
+        dp.max_new = n;
+        dp.eos = eos;
+        dp.on_emit = on_emit;
+        dp.user = &t;
+        if (g_draft_depth > 0)
+            dp.depth = (int32_t)g_draft_depth;
+        if (me->draft_mode == LM_SPEC_DRAFT_CHAIN)
+            dp.depth = (int32_t)(me->nodes < 1 ? 1 : me->nodes > LM_SPEC_DRAFT_MAX_DEPTH ? LM_SPEC_DRAFT_MAX_DEPTH : me->nodes);
+        else
+            dp.max_nodes = me->nodes < 1 ? 1 : me->nodes > LM_SPEC_DRAFT_MAX_NODES ? LM_SPEC_DRAFT_MAX_NODES : me->nodes;
+        if (dp.wide > dp.depth)
+            dp.wide = dp.depth;
+        rc = lm_spec_draft_generate(ctx, m, kv, g_draft, g_draft_kv, w, NULL, &dp, prompt, n_prompt, out, &r->n_out,
+                                    &st);
+    } else {
+        rc = lm_spec_generate(ctx, m, kv, w, NULL, me->has_drafter ? &me->d : NULL, &p, prompt, n_prompt, out,
                               &r->n_out, &st);
+    }
     double t1 = wall_s();
     if (rc != COCHLEA_OK)
         return fail(rc, "generation");
@@ -245,10 +291,12 @@ int main(int argc, char **argv)
 {
     if (argc < 3) {
         fprintf(stderr, "usage: speculative_bench MODEL PROMPTS.txt [-n N] [-t THREADS] [--ctx N] [--max-prompts P]\n"
-                        "       [--prompt-chars C] [--methods none,recycling,lookup] [--tokens-out FILE.json]\n");
+                        "       [--prompt-chars C] [--methods none,recycling,lookup] [--tokens-out FILE.json]\n"
+                        "       [--draft-model FILE --draft-depth D]\n");
         return 2;
     }
     const char *model_path = argv[1], *prompts_path = argv[2], *methods = "none,recycling,lookup", *tokens_out = NULL;
+    const char *draft_path = NULL;
     long n_new = 128, threads = 1, n_ctx = 0, max_prompts = 8, prompt_chars = 400;
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i];
@@ -262,6 +310,7 @@ int main(int argc, char **argv)
                     : !strcmp(a, "--ctx")          ? &n_ctx
                     : !strcmp(a, "--max-prompts")  ? &max_prompts
                     : !strcmp(a, "--prompt-chars") ? &prompt_chars
+                    : !strcmp(a, "--draft-depth")  ? &g_draft_depth
                                                    : NULL;
         if (dst) {
             char *end;
@@ -275,6 +324,8 @@ int main(int argc, char **argv)
             methods = v;
         } else if (!strcmp(a, "--tokens-out")) {
             tokens_out = v;
+        } else if (!strcmp(a, "--draft-model")) {
+            draft_path = v;
         } else {
             fprintf(stderr, "speculative_bench: unknown option '%s'\n", a);
             return 2;
@@ -292,7 +343,7 @@ int main(int argc, char **argv)
     int ret = 1, rc, n_prompts = 0;
     char *prompts[MAX_PROMPTS] = {0};
     lm_tokens toks[MAX_PROMPTS] = {{0}};
-    lm_model *m = NULL;
+    lm_model *m = NULL, *dm = NULL;
     lm_vocab *voc = NULL;
     cochlea_ctx *ctx = NULL;
     lm_kv *kv = NULL;
@@ -310,6 +361,22 @@ int main(int argc, char **argv)
     }
     if (n_ctx == 0)
         n_ctx = m->blocks->hp.n_ctx < 4096 ? m->blocks->hp.n_ctx : 4096;
+    if (draft_path) {
+        if ((rc = lm_model_load(draft_path, &dm)) != COCHLEA_OK) {
+            fail(rc, draft_path);
+            goto done;
+        }
+        if (dm->n_vocab != m->n_vocab) {
+            fprintf(stderr, "speculative_bench: the draft model has %lld tokens, the model %lld\n",
+                    (long long)dm->n_vocab, (long long)m->n_vocab);
+            goto done;
+        }
+        if ((rc = lm_blocks_kv_create(dm->blocks, n_ctx, &g_draft_kv)) != COCHLEA_OK) {
+            fail(rc, "the draft model's cache");
+            goto done;
+        }
+        g_draft = dm;
+    }
     int32_t eos = lm_vocab_eos(voc);
     if (eos < 0 || eos >= m->n_vocab)
         eos = -1;
@@ -439,6 +506,8 @@ done:
         free(prompts[i]);
     }
     lm_vocab_free(voc);
+    lm_kv_free(g_draft_kv);
+    lm_model_free(dm);
     lm_model_free(m);
     return ret;
 }

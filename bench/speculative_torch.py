@@ -5,7 +5,7 @@ a KV cache on the same model and the same prompt tokens, in one run (bench/READM
 "Speculative decoding").
 
     speculative_torch.py EXE MODEL PROMPTS.txt [-n N] [-t THREADS] [--max-prompts P]
-        [--prompt-chars C] [--methods LIST] [--ctx N] [--torch-reps R]
+        [--prompt-chars C] [--methods LIST] [--ctx N] [--torch-reps R] [--draft-model M --draft-depth D]
 
 EXE runs first (its table is printed as it comes) and writes the prompt tokens and plain
 decoding's tokens and times; then the PyTorch side decodes every prompt with the weights of
@@ -124,6 +124,8 @@ def main():
     ap.add_argument("--methods", default="none,recycling,lookup")
     ap.add_argument("--ctx", type=int, default=0)
     ap.add_argument("--torch-reps", type=int, default=1)
+    ap.add_argument("--draft-model", help="the draft model of the draft, draft-tree and rsd methods")
+    ap.add_argument("--draft-depth", type=int, default=0, help="draft tokens per branch (default: draft.h's)")
     a = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,6 +134,10 @@ def main():
                "--prompt-chars", str(a.prompt_chars), "--methods", a.methods, "--tokens-out", tok_path]
         if a.ctx:
             cmd += ["--ctx", str(a.ctx)]
+        if a.draft_model:
+            cmd += ["--draft-model", a.draft_model]
+        if a.draft_depth:
+            cmd += ["--draft-depth", str(a.draft_depth)]
         print("$ " + " ".join(cmd), flush=True)
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
         sys.stdout.write(proc.stdout)

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "crc32.h"
 #include "error.h"
 #include "gguf.h"
 #include "stft.h"
@@ -655,18 +656,6 @@ static uint32_t rd16(const unsigned char *p) { return (uint32_t)p[0] | (uint32_t
 static uint32_t rd32(const unsigned char *p) { return rd16(p) | rd16(p + 2) << 16; }
 static uint64_t rd64(const unsigned char *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
 
-/* CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320) as zip stores it. */
-static uint32_t crc32_ieee(const unsigned char *p, size_t n)
-{
-    uint32_t c = 0xFFFFFFFFu;
-    for (size_t i = 0; i < n; i++) {
-        c ^= p[i];
-        for (int b = 0; b < 8; b++)
-            c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
-    }
-    return c ^ 0xFFFFFFFFu;
-}
-
 int npz_find(const unsigned char *buf, size_t size, const char *label, const char *name,
              const unsigned char **data, size_t *len)
 {
@@ -753,7 +742,7 @@ int npz_find(const unsigned char *buf, size_t size, const char *label, const cha
         if (start > size || size - start < csize)
             return err_set(COCHLEA_EFORMAT, "%s: member '%s' (%llu bytes at offset %llu) runs past the end of the "
                            "%zu-byte file", label, name, (unsigned long long)csize, (unsigned long long)start, size);
-        uint32_t got = crc32_ieee(buf + start, (size_t)csize);
+        uint32_t got = crc32_ieee(0, buf + start, (size_t)csize);
         if (got != crc)
             return err_set(COCHLEA_EFORMAT, "%s: member '%s' fails its CRC-32 check (stored %08x, computed %08x)",
                            label, name, crc, got);
