@@ -63,6 +63,12 @@ wchunk(int type, const void *wr, int64_t k, __mmask16 m)
     }
 }
 
+/* Weight row n (gemm_check_weight: a 2-D, row-contiguous weight). */
+static inline const void *wrow(const struct small_job *J, int64_t n)
+{
+    return (const char *)J->W->data + (size_t)n * J->W->nb[1];
+}
+
 /* The output element (r, n): 16 lane partial sums over the columns in order (one fma per chunk of
  * 16), then _mm512_reduce_add_ps, then bias and beta. */
 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) void
@@ -89,7 +95,7 @@ small_block(const struct small_job *J, int type, int MB, int64_t m0, int64_t n0,
         xr[r] = J->x + (m0 + r) * J->ldx;
     int64_t n = n0;
     for (; n + 1 < n1; n += 2) {
-        const void *wa = tensor_row(J->W, n), *wb = tensor_row(J->W, n + 1);
+        const void *wa = wrow(J, n), *wb = wrow(J, n + 1);
         __m512 a[SMALL_MB], b[SMALL_MB];
 #pragma GCC unroll 8
         for (int r = 0; r < MB; r++)
@@ -119,7 +125,7 @@ small_block(const struct small_job *J, int type, int MB, int64_t m0, int64_t n0,
         }
     }
     if (n < n1) {
-        const void *wa = tensor_row(J->W, n);
+        const void *wa = wrow(J, n);
         __m512 a[SMALL_MB];
 #pragma GCC unroll 8
         for (int r = 0; r < MB; r++)

@@ -589,9 +589,23 @@ START_TEST(t_tr_update_retrieve)
         int32_t pt = p[i] < 0 ? 2 : t[p[i]];
         ck_assert_int_eq(t[i], r->m[pt * 3 + r->rank[i]]);
     }
-    ck_assert(t[0] == 4 && t[1] == 1 && t[2] == 3 && t[3] == 5); /* root 2 -> 4 1 3; 4 -> 5 */
+    /* best first (k = 3 keeps ranks 0-2): "0" (0.5), "0.0" (0.25), "1" (0.15), "0.0.0" (0.125),
+     * "2" (0.08), ...: root 2 -> 4; 4 -> 5; root's rank 1 -> 1; 5's rank 0 (row 5 is zero) -> 0;
+     * root's rank 2 -> 3 */
+    ck_assert(t[0] == 4 && t[1] == 5 && t[2] == 1 && t[3] == 0 && t[4] == 3);
+    ck_assert(p[0] == -1 && p[1] == 0 && p[2] == -1 && p[3] == 1 && p[4] == -1);
     REQ(d.propose(d.self, seq, 2, 5, t, p, &n) == 0);
     ck_assert_int_eq(n, 5);
+    /* every prefix is a tree (parents first) whose path products never increase */
+    for (int64_t i = 1; i < r->n_nodes; i++) {
+        ck_assert(r->parent[i] < i);
+        double a[8] = {0.5, 0.15, 0.08, 0.05, 0.035, 0.025, 0.02, 0.015}, pi = 1, pj = 1;
+        for (int32_t j = (int32_t)i; j >= 0; j = r->parent[j])
+            pi *= a[r->rank[j]];
+        for (int32_t j = (int32_t)i - 1; j >= 0; j = r->parent[j])
+            pj *= a[r->rank[j]];
+        ck_assert_msg(pi <= pj, "node %lld (product %g) after a node with %g", (long long)i, pi, pj);
+    }
     lm_spec_recycling_reset(r);
     ck_assert_mem_eq(r->m + 2 * 3, z, sizeof z);
     lm_spec_recycling_free(r);

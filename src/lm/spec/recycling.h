@@ -9,10 +9,14 @@
  *
  * Tree: the static template "2.2.2" of the reference code (model/recycling/tree_template_.py):
  * depth 6, 80 nodes (8 / 21 / 25 / 15 / 8 / 3 per level), stored below as data: per node the
- * parent node (-1 = root) and the rank of the candidate taken from the parent's row, in level
- * order. Retrieval (paper Algorithm 1, static-tree BFS): token[i] = M[token[parent[i]]][rank[i]]
- * in index order. A smaller tree is the template's first max_nodes nodes (a BFS prefix), and
- * nodes of rank >= k are left out with their subtrees.
+ * parent node (-1 = root) and the rank of the candidate taken from the parent's row.
+ * Retrieval (paper Algorithm 1, static-tree retrieval): token[i] = M[token[parent[i]]][rank[i]]
+ * in index order. Nodes of rank >= k are left out with their subtrees, and the drafter keeps the
+ * nodes best first (recycling.c, order_best_first: by the product over the path of an assumed
+ * acceptance per rank, 0.5 for rank 0, 0.15 for rank 1, ...), so that a smaller tree, the first
+ * max_nodes nodes, is the most promising subtree of the template rather than its first levels
+ * (with 8 nodes: a 4-deep chain of top candidates and its best side branches). The full tree is
+ * the template's 80 nodes either way; lm_spec_tr_template returns them in level order.
  *
  * Update (§2.6): after every verification, for every batch row i (root and all nodes, accepted
  * or not) M[token_i] = top-k(logits_i) (ties: lower token id first). Rows are written in batch
