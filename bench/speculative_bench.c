@@ -70,7 +70,7 @@ typedef struct method {
     lm_spec_hybrid hy;
     lm_spec_drafter d;
     int has_drafter;
-    int draft_mode; /* -1, or an lm_spec_draft_mode: verified by speculative sampling with --draft-model */
+    int draft_mode; /* 0, or 1 + an lm_spec_draft_mode: verified by speculative sampling with --draft-model */
 } method;
 
 /* --draft-model and --draft-depth, for the draft, draft-tree and rsd methods */
@@ -78,12 +78,20 @@ static const lm_model *g_draft;
 static lm_kv *g_draft_kv;
 static long g_draft_depth = -1;
 
+/* The draft-model decoders' shape as `cochlea generate` sets it: --draft-depth, else
+ * LM_SPEC_DEFAULT_DRAFT_DEPTH with trees branching at the root only. */
+static void draft_shape(lm_spec_draft_params *dp)
+{
+    dp->depth = g_draft_depth > 0 ? (int32_t)g_draft_depth : LM_SPEC_DEFAULT_DRAFT_DEPTH;
+    dp->wide = g_draft_depth > 0 ? (dp->wide > dp->depth ? dp->depth : dp->wide) : 1;
+}
+
 static int method_setup(method *me, int64_t n_vocab)
 {
     int rc = COCHLEA_OK;
     int64_t def = 0;
     me->has_drafter = 0;
-    me->draft_mode = -1;
+    me->draft_mode = 0;
     static const char *const dnames[] = {"draft", "draft-tree", "rsd"};
     for (int k = 0; k < 3; k++)
         if (!strcmp(me->name, dnames[k])) {
@@ -91,10 +99,9 @@ static int method_setup(method *me, int64_t n_vocab)
                 fprintf(stderr, "speculative_bench: method %s needs --draft-model FILE\n", me->name);
                 return 1;
             }
-            me->draft_mode = k; /* LM_SPEC_DRAFT_CHAIN, _TREE, _RSD */
+            me->draft_mode = 1 + k; /* LM_SPEC_DRAFT_CHAIN, _TREE, _RSD */
             lm_spec_draft_params dp = lm_spec_draft_default_params((lm_spec_draft_mode)k);
-            if (g_draft_depth > 0)
-                dp.depth = (int32_t)g_draft_depth;
+            draft_shape(&dp);
             def = k == 0 ? dp.depth : lm_spec_draft_tree_size(&dp);
             if (me->nodes < 0)
                 me->nodes = def;
@@ -104,26 +111,26 @@ static int method_setup(method *me, int64_t n_vocab)
         if ((rc = lm_spec_recycling_create(n_vocab, 8, 1, &me->tr)) != COCHLEA_OK ||
             (rc = lm_spec_recycling_drafter(me->tr, &me->d)) != COCHLEA_OK)
             return fail(rc, "Token Recycling");
-        def = me->tr->n_nodes;
+        def = LM_SPEC_DEFAULT_NODES_RECYCLING;
         me->has_drafter = 1;
     } else if (!strcmp(me->name, "lookup")) {
         me->lk = lm_spec_lookup_default();
         if ((rc = lm_spec_lookup_drafter(&me->lk, &me->d)) != COCHLEA_OK)
             return fail(rc, "prompt lookup");
-        def = me->lk.k;
+        def = LM_SPEC_DEFAULT_NODES_LOOKUP;
         me->has_drafter = 1;
     } else if (!strcmp(me->name, "aded")) {
         if ((rc = lm_spec_aded_create(n_vocab, NULL, &me->aded)) != COCHLEA_OK ||
             (rc = lm_spec_aded_drafter(me->aded, &me->d)) != COCHLEA_OK)
             return fail(rc, "ADED");
-        def = 64;
+        def = LM_SPEC_DEFAULT_NODES_ADED;
         me->has_drafter = 1;
     } else if (!strcmp(me->name, "hybrid")) {
         if ((rc = lm_spec_recycling_create(n_vocab, 8, 0, &me->tr)) != COCHLEA_OK ||
             (rc = lm_spec_hybrid_init(&me->hy, NULL, me->tr)) != COCHLEA_OK ||
             (rc = lm_spec_hybrid_drafter(&me->hy, &me->d)) != COCHLEA_OK)
             return fail(rc, "hybrid");
-        def = me->tr->n_nodes;
+        def = LM_SPEC_DEFAULT_NODES_HYBRID;
         me->has_drafter = 1;
     } else if (strcmp(me->name, "none")) {
         fprintf(stderr,
@@ -167,21 +174,18 @@ static int run_one(cochlea_ctx *ctx, const lm_model *m, lm_kv *kv, lm_work *w, m
     lm_spec_stats st;
     t.t0 = wall_s();
     int rc;
-    if (me->draft_mode >= 0) {
+    if (me->draft_mode > 0) {
         /* NODES: the chain length for draft, the tree's node cap for draft-tree and rsd */
-        lm_spec_draft_params dp = lm_spec_draft_default_params((lm_spec_draft_mode)me->draft_mode);
+        lm_spec_draft_params dp = lm_spec_draft_default_params((lm_spec_draft_mode)(me->draft_mode - 1));
         dp.max_new = n;
         dp.eos = eos;
         dp.on_emit = on_emit;
         dp.user = &t;
-        if (g_draft_depth > 0)
-            dp.depth = (int32_t)g_draft_depth;
-        if (me->draft_mode == LM_SPEC_DRAFT_CHAIN)
+        draft_shape(&dp);
+        if (me->draft_mode - 1 == LM_SPEC_DRAFT_CHAIN)
             dp.depth = (int32_t)(me->nodes < 1 ? 1 : me->nodes > LM_SPEC_DRAFT_MAX_DEPTH ? LM_SPEC_DRAFT_MAX_DEPTH : me->nodes);
         else
             dp.max_nodes = me->nodes < 1 ? 1 : me->nodes > LM_SPEC_DRAFT_MAX_NODES ? LM_SPEC_DRAFT_MAX_NODES : me->nodes;
-        if (dp.wide > dp.depth)
-            dp.wide = dp.depth;
         rc = lm_spec_draft_generate(ctx, m, kv, g_draft, g_draft_kv, w, NULL, &dp, prompt, n_prompt, out, &r->n_out,
                                     &st);
     } else {
@@ -292,12 +296,12 @@ int main(int argc, char **argv)
     if (argc < 3) {
         fprintf(stderr, "usage: speculative_bench MODEL PROMPTS.txt [-n N] [-t THREADS] [--ctx N] [--max-prompts P]\n"
                         "       [--prompt-chars C] [--methods none,recycling,lookup] [--tokens-out FILE.json]\n"
-                        "       [--draft-model FILE --draft-depth D]\n");
+                        "       [--draft-model FILE --draft-depth D] [--reps R]\n");
         return 2;
     }
     const char *model_path = argv[1], *prompts_path = argv[2], *methods = "none,recycling,lookup", *tokens_out = NULL;
     const char *draft_path = NULL;
-    long n_new = 128, threads = 1, n_ctx = 0, max_prompts = 8, prompt_chars = 400;
+    long n_new = 128, threads = 1, n_ctx = 0, max_prompts = 8, prompt_chars = 400, reps = 1;
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i];
         if (i + 1 >= argc) {
@@ -311,6 +315,7 @@ int main(int argc, char **argv)
                     : !strcmp(a, "--max-prompts")  ? &max_prompts
                     : !strcmp(a, "--prompt-chars") ? &prompt_chars
                     : !strcmp(a, "--draft-depth")  ? &g_draft_depth
+                    : !strcmp(a, "--reps")         ? &reps
                                                    : NULL;
         if (dst) {
             char *end;
@@ -331,6 +336,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (reps < 1)
+        reps = 1;
     if (max_prompts < 1 || max_prompts > MAX_PROMPTS || prompt_chars < 1) {
         fprintf(stderr, "speculative_bench: --max-prompts must be 1..%d, --prompt-chars >= 1\n", MAX_PROMPTS);
         return 2;
@@ -413,51 +420,60 @@ int main(int argc, char **argv)
     }
     printf("%-16s %6s %8s %9s %9s %7s %7s %8s %s\n", "method", "nodes", "tokens", "decode_s", "tok/s", "MAT",
            "accept", "speedup", "identical");
+    /* Interleaved: for each repetition and prompt, every method in turn (plain first), so that a
+     * machine whose speed drifts (other load, clocks) slows all methods alike. Drafter state
+     * (TR's matrix, ADED's) lives across prompts and repetitions, as in a server. */
+    for (int k = 0; k < n_ms; k++)
+        if (method_setup(&ms[k], m->n_vocab))
+            goto done;
+    static result sums[MAX_METHODS];
+    static int sames[MAX_METHODS];
+    memset(sums, 0, sizeof sums);
+    memset(sames, 0, sizeof sames);
+    for (long rep = 0; rep < reps; rep++) {
+        for (int i = 0; i < n_prompts; i++) {
+            for (int k = 0; k < n_ms; k++) {
+                method *me = &ms[k];
+                result r;
+                if (run_one(ctx, m, kv, w, me, eos, n_new, toks[i].ids, (int64_t)toks[i].n, out, &r))
+                    goto done;
+                if (k == 0 && rep == 0) {
+                    memcpy(ref + (size_t)i * room, out, (size_t)r.n_out * sizeof *out);
+                    ref_n[i] = r.n_out;
+                    ref_r[i] = r;
+                }
+                if (rep == 0)
+                    sames[k] += r.n_out == ref_n[i] && !memcmp(out, ref + (size_t)i * room, (size_t)r.n_out * sizeof *out);
+                result *sum = &sums[k];
+                sum->n_out += r.n_out;
+                sum->n_after_first += r.n_after_first;
+                sum->steps += r.steps;
+                sum->drafted += r.drafted;
+                sum->accepted += r.accepted;
+                sum->total_s += r.total_s;
+                sum->decode_s += r.decode_s;
+            }
+        }
+    }
     double plain_tps = 0.0;
     int all_same = 1;
     for (int k = 0; k < n_ms; k++) {
         method *me = &ms[k];
-        if (method_setup(me, m->n_vocab))
-            goto done;
-        result sum = {0};
-        int same = 0;
-        for (int i = 0; i < n_prompts; i++) {
-            result r;
-            if (run_one(ctx, m, kv, w, me, eos, n_new, toks[i].ids, (int64_t)toks[i].n, out, &r))
-                goto done;
-            if (k == 0) {
-                memcpy(ref + (size_t)i * room, out, (size_t)r.n_out * sizeof *out);
-                ref_n[i] = r.n_out;
-                ref_r[i] = r;
-                same++;
-            } else {
-                same += r.n_out == ref_n[i] && !memcmp(out, ref + (size_t)i * room, (size_t)r.n_out * sizeof *out);
-            }
-            sum.n_out += r.n_out;
-            sum.n_after_first += r.n_after_first;
-            sum.steps += r.steps;
-            sum.drafted += r.drafted;
-            sum.accepted += r.accepted;
-            sum.total_s += r.total_s;
-            sum.decode_s += r.decode_s;
-        }
-        lm_spec_recycling_free(me->tr);
-        me->tr = NULL;
-        lm_spec_aded_free(me->aded);
-        me->aded = NULL;
-        double tps = sum.decode_s > 0 ? (double)sum.n_after_first / sum.decode_s : 0.0;
+        const result *sum = &sums[k];
+        int same = sames[k];
+        double tps = sum->decode_s > 0 ? (double)sum->n_after_first / sum->decode_s : 0.0;
         if (k == 0)
             plain_tps = tps;
-        double mat = sum.steps ? (double)sum.n_out / (double)sum.steps : 0.0;
-        double acc = sum.drafted ? (double)sum.accepted / (double)sum.drafted : 0.0;
+        double mat = sum->steps ? (double)sum->n_out / (double)sum->steps : 0.0;
+        double acc = sum->drafted ? (double)sum->accepted / (double)sum->drafted : 0.0;
         double speedup = plain_tps > 0 ? tps / plain_tps : 0.0;
         printf("%-16s %6lld %8lld %9.3f %9.2f %7.3f %7.3f %7.2fx %d/%d%s\n", me->name, (long long)me->nodes,
-               (long long)sum.n_out, sum.decode_s, tps, mat, acc, speedup, same, n_prompts,
+               (long long)sum->n_out, sum->decode_s, tps, mat, acc, speedup, same, n_prompts,
                same == n_prompts ? "" : "  MISMATCH");
         printf("method=%s nodes=%lld tokens=%lld decode_tokens=%lld decode_s=%.6f total_s=%.6f tok_s=%.3f steps=%lld "
                "mat=%.4f drafted=%lld accepted=%lld acceptance=%.4f speedup=%.4f identical=%d/%d\n",
-               me->name, (long long)me->nodes, (long long)sum.n_out, (long long)sum.n_after_first, sum.decode_s,
-               sum.total_s, tps, (long long)sum.steps, mat, (long long)sum.drafted, (long long)sum.accepted, acc,
+               me->name, (long long)me->nodes, (long long)sum->n_out, (long long)sum->n_after_first, sum->decode_s,
+               sum->total_s, tps, (long long)sum->steps, mat, (long long)sum->drafted, (long long)sum->accepted, acc,
                speedup, same, n_prompts);
         fflush(stdout);
         all_same &= same == n_prompts;

@@ -5,7 +5,7 @@
 # speculative decoder (recycling, lookup, aded, hybrid, and draft, draft-tree, rsd with the draft
 # model) gives exactly the plain tokens, seeded sampling with the model-free drafters equals
 # plain seeded sampling, and the model has learnt English: its perplexity on a sentence of the
-# training text is far below a uniform guess over its 4000 tokens. Environment as tests/cli.sh.
+# training text is below 100, far below a uniform guess over its 4000 tokens (33 for the shipped model). Environment as tests/cli.sh.
 : "${top_srcdir:=.}" "${top_builddir:=.}" "${COCHLEA:=$top_builddir/cochlea}"
 . "$top_srcdir/tests/torch_python.sh"
 m="$top_srcdir/models/textlm-tiny.gguf"
@@ -97,10 +97,10 @@ nll = -sum(float(lp[i, ids[i + 1]]) for i in range(len(ids) - 1)) / (len(ids) - 
 print("%.3f" % math.exp(nll))
 PY
 )
-if [ -n "$ppl" ] && "$py" -c "import sys; sys.exit(0 if float(sys.argv[1]) < 40 else 1)" "$ppl"; then
+if [ -n "$ppl" ] && "$py" -c "import sys; sys.exit(0 if float(sys.argv[1]) < 100 else 1)" "$ppl"; then
     echo "ok: perplexity of a Genesis sentence $ppl (uniform: 4000)"
 else
-    fail "perplexity of a Genesis sentence '$ppl' is not below 40"
+    fail "perplexity of a Genesis sentence '$ppl' is not below 100"
 fi
 
 if [ "$failed" -ne 0 ]; then

@@ -3,7 +3,7 @@
 # the decoder runtime and the speculative decoders (issue 8), trained from scratch on
 # public-domain English text from Debian packages (KJV and World English Bible).
 #
-#   sh recipes/textlm_tiny/run.sh                          all stages (about 2.5 h on 2 cores, ~2 h training)
+#   sh recipes/textlm_tiny/run.sh                          all stages (about 95 min on 2 quiet cores)
 #   STAGE=3 STOP_STAGE=3 sh recipes/textlm_tiny/run.sh     one stage (training resumes itself)
 #   SMOKE=1 WORK=/tmp/x sh recipes/textlm_tiny/run.sh      a few chapters, tiny models, a few steps (CI)
 #

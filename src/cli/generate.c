@@ -40,10 +40,11 @@ static const char usage[] =
     "                        with --draft-model: draft (a chain, speculative sampling), draft-tree\n"
     "                        (i.i.d. tree, multi-candidate rule), rsd (recursive speculative\n"
     "                        decoding: a tree sampled without replacement)\n"
-    "  --nodes K             draft tree nodes per step at most (default: recycling 80, lookup 10,\n"
-    "                        aded 64, hybrid 80, draft-tree and rsd 64)\n"
+    "  --nodes K             draft tree nodes per step at most (default 2 for recycling, lookup,\n"
+    "                        aded and hybrid: fastest on a CPU for small models; see bench/README.md)\n"
     "  --draft-model FILE    the draft model for draft, draft-tree and rsd (same vocabulary)\n"
-    "  --draft-depth D       draft tokens per branch for draft, draft-tree, rsd (default 4)\n"
+    "  --draft-depth D       draft tokens per branch for draft, draft-tree, rsd (default 2; trees\n"
+    "                        then branch in two at the root: 4 nodes)\n"
     "  --ctx N               context (KV cache) size in tokens (default: the model's, at most 4096)\n"
     "  --temp T              temperature (default 0.8; 0 = greedy)\n"
     "  --top-k K             (default 40; 0 = off)\n"
@@ -141,7 +142,7 @@ static int setup_recycling(gen_state *g)
         return rc;
     g->state = tr;
     g->free_state = free_recycling;
-    g->default_nodes = tr->n_nodes;
+    g->default_nodes = LM_SPEC_DEFAULT_NODES_RECYCLING;
     g->has_drafter = 1;
     return lm_spec_recycling_drafter(tr, &g->drafter);
 }
@@ -155,7 +156,7 @@ static int setup_lookup(gen_state *g)
     *lk = lm_spec_lookup_default();
     g->state = lk;
     g->free_state = free;
-    g->default_nodes = lk->k;
+    g->default_nodes = LM_SPEC_DEFAULT_NODES_LOOKUP;
     g->has_drafter = 1;
     return lm_spec_lookup_drafter(lk, &g->drafter);
 }
@@ -174,7 +175,7 @@ static int setup_aded(gen_state *g)
         return rc;
     g->state = a;
     g->free_state = free_aded;
-    g->default_nodes = 64;
+    g->default_nodes = LM_SPEC_DEFAULT_NODES_ADED;
     g->has_drafter = 1;
     return lm_spec_aded_drafter(a, &g->drafter);
 }
@@ -204,7 +205,7 @@ static int setup_hybrid(gen_state *g)
     int rc = lm_spec_recycling_create(g->m->n_vocab, 8, 0, &hs->tr);
     if (rc != COCHLEA_OK || (rc = lm_spec_hybrid_init(&hs->h, NULL, hs->tr)) != COCHLEA_OK)
         return rc;
-    g->default_nodes = hs->tr->n_nodes;
+    g->default_nodes = LM_SPEC_DEFAULT_NODES_HYBRID;
     g->has_drafter = 1;
     return lm_spec_hybrid_drafter(&hs->h, &g->drafter);
 }
@@ -217,11 +218,9 @@ static int gen_draft_mode(gen_state *g, lm_spec_draft_mode mode, const lm_spec_p
     lm_spec_draft_params dp = lm_spec_draft_default_params(mode);
     dp.max_new = p->max_new;
     dp.eos = p->eos;
-    if (g->draft_depth > 0) {
-        dp.depth = g->draft_depth;
-        if (dp.wide > dp.depth)
-            dp.wide = dp.depth;
-    }
+    /* default: depth LM_SPEC_DEFAULT_DRAFT_DEPTH; trees branch at the root only (2 + 2 nodes) */
+    dp.depth = g->draft_depth > 0 ? g->draft_depth : LM_SPEC_DEFAULT_DRAFT_DEPTH;
+    dp.wide = g->draft_depth > 0 ? (dp.wide > dp.depth ? dp.depth : dp.wide) : 1;
     if (g->nodes > 0)
         dp.max_nodes = g->nodes < LM_SPEC_DRAFT_MAX_NODES ? g->nodes : LM_SPEC_DRAFT_MAX_NODES;
     dp.on_emit = p->on_emit;

@@ -85,4 +85,15 @@ int lm_spec_generate(cochlea_ctx *ctx, const lm_model *m, lm_kv *kv, lm_work *w,
 /* The first index of the largest value of x[0 .. n) (NaN never wins). */
 int32_t lm_spec_argmax(const float *x, int64_t n);
 
+/* Default draft sizes of `cochlea generate` and bench/speculative (nodes per verification step;
+ * for the draft-model decoders, draft depth and tree shape). Measured fastest on the shipped
+ * models/textlm-tiny.gguf on the development CPU (bench/README.md, "Speculative decoding"):
+ * on a CPU every extra row of a verification batch costs a sizeable share of a decoding step
+ * (about a third here: the model is compute-bound from a few rows on), so short drafts win. */
+#define LM_SPEC_DEFAULT_NODES_RECYCLING 2
+#define LM_SPEC_DEFAULT_NODES_LOOKUP 2
+#define LM_SPEC_DEFAULT_NODES_ADED 2
+#define LM_SPEC_DEFAULT_NODES_HYBRID 2
+#define LM_SPEC_DEFAULT_DRAFT_DEPTH 2
+
 #endif
