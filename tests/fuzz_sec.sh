@@ -1,7 +1,7 @@
 #!/bin/sh
 # fuzz_sec.sh - `make check` libFuzzer run of the .sec reader (tests/fuzz_sec.c): builds the
 # harness with clang -fsanitize=fuzzer,address,undefined straight from the sources it needs
-# (codec/bitstream.c codec/arith.c src/error.c), writes a seed corpus with the same file built
+# (codec/bitstream.c codec/arith.c src/crc32.c src/error.c), writes a seed corpus with the same file built
 # as a seed generator, and fuzzes for $FUZZ_SEC_SECONDS seconds (default 20). Any crash, leak,
 # sanitizer report or broken invariant fails the test (the input is kept as
 # $top_builddir/tests/fuzz_sec-crash-*); exit 77 (skip) when clang or libFuzzer is missing.
@@ -25,7 +25,7 @@ if ! "$CLANG" -fsanitize=fuzzer,address,undefined "$work/probe.c" -o "$work/prob
     exit 77
 fi
 
-srcs="$top_srcdir/tests/fuzz_sec.c $top_srcdir/codec/bitstream.c $top_srcdir/codec/arith.c $top_srcdir/src/error.c"
+srcs="$top_srcdir/tests/fuzz_sec.c $top_srcdir/codec/bitstream.c $top_srcdir/codec/arith.c $top_srcdir/src/crc32.c $top_srcdir/src/error.c"
 cflags="-std=c11 -g -O1 -D_GNU_SOURCE -Wall -Wextra -Werror -I$top_srcdir/include -I$top_srcdir/src -I$top_srcdir"
 # shellcheck disable=SC2086
 if ! "$CLANG" $cflags -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $srcs -lm \
