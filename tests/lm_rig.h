@@ -1,7 +1,7 @@
 /* lm_rig.h - shared by the decoder-runtime tests (test_lm_spec.c, test_lm_aded.c): small random
- * llama models built in memory as GGUF, a rig holding one with its context and scratch, and the
- * plain AR reference decoder (greedy or seeded sampling) the speculative decoders are compared
- * with. Include after check.h / testutil.h. */
+ * llama models built in memory as GGUF (lm_model_rand.h), a rig holding one with its context and
+ * scratch, and the plain AR reference decoder (greedy or seeded sampling) the speculative
+ * decoders are compared with. Include after check.h / testutil.h. */
 #ifndef COCHLEA_TESTS_LM_RIG_H
 #define COCHLEA_TESTS_LM_RIG_H
 
@@ -19,78 +19,7 @@
 #include "tensor.h"
 #include "testutil.h"
 
-#define REQ(cond) ck_assert_msg(cond, "%s failed: %s", #cond, cochlea_last_error())
-
-/* ---- random llama models (F32) ------------------------------------------------------------ */
-
-typedef struct tcfg {
-    int64_t V, d, L, H, Hkv, ff, ctx;
-    int tied;
-} tcfg;
-
-typedef struct mbuild {
-    gguf_writer *w;
-    void **keep;
-    int64_t n_keep, cap_keep;
-    test_rng rng;
-} mbuild;
-
-static void add_t(mbuild *b, const char *name, int n_dims, int64_t ne0, int64_t ne1, float offset, float scale)
-{
-    const size_t n = (size_t)(ne0 * ne1);
-    float *x = malloc(n * sizeof *x);
-    REQ(x != NULL);
-    for (size_t i = 0; i < n; i++)
-        x[i] = offset + test_rng_uniform(&b->rng, -scale, scale);
-    REQ(mem_grow((void **)&b->keep, &b->cap_keep, b->n_keep + 1, sizeof *b->keep) == 0);
-    b->keep[b->n_keep++] = x;
-    int64_t ne[2] = {ne0, ne1};
-    REQ(gguf_writer_add_tensor(b->w, name, COCHLEA_TYPE_F32, n_dims, ne, x) == 0);
-}
-
-static void make_model(const tcfg *c, uint64_t seed, void **buf, size_t *size)
-{
-    mbuild b = {0};
-    b.rng.s = seed;
-    REQ(gguf_writer_new(&b.w) == 0);
-    gguf_writer *w = b.w;
-    const int64_t Dh = c->d / c->H, qd = c->H * Dh, kvd = c->Hkv * Dh;
-    gguf_writer_set_str(w, "general.architecture", "llama");
-    gguf_writer_set_u32(w, "llama.context_length", (uint32_t)c->ctx);
-    gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)c->d);
-    gguf_writer_set_u32(w, "llama.block_count", (uint32_t)c->L);
-    gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)c->ff);
-    gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)c->H);
-    gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)c->Hkv);
-    gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)Dh);
-    gguf_writer_set_f32(w, "llama.rope.freq_base", 10000.0f);
-    gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
-    gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)c->V);
-    const float ws = 1.0f / sqrtf((float)c->d);
-    add_t(&b, "token_embd.weight", 2, c->d, c->V, 0, 3.4f * ws);
-    char s[128];
-    for (int64_t l = 0; l < c->L; l++) {
-#define N(x) (snprintf(s, sizeof s, "blk.%lld." x, (long long)l), s)
-        add_t(&b, N("attn_norm.weight"), 1, c->d, 1, 1.0f, 0.3f);
-        add_t(&b, N("attn_q.weight"), 2, c->d, qd, 0, 2.0f * ws);
-        add_t(&b, N("attn_k.weight"), 2, c->d, kvd, 0, 2.0f * ws);
-        add_t(&b, N("attn_v.weight"), 2, c->d, kvd, 0, ws);
-        add_t(&b, N("attn_output.weight"), 2, qd, c->d, 0, ws);
-        add_t(&b, N("ffn_norm.weight"), 1, c->d, 1, 1.0f, 0.3f);
-        add_t(&b, N("ffn_gate.weight"), 2, c->d, c->ff, 0, 1.7f * ws);
-        add_t(&b, N("ffn_up.weight"), 2, c->d, c->ff, 0, 1.7f * ws);
-        add_t(&b, N("ffn_down.weight"), 2, c->ff, c->d, 0, 1.7f / sqrtf((float)c->ff));
-#undef N
-    }
-    add_t(&b, "output_norm.weight", 1, c->d, 1, 1.0f, 0.3f);
-    if (!c->tied)
-        add_t(&b, "output.weight", 2, c->d, c->V, 0, 3.0f * ws);
-    REQ(gguf_writer_write_memory(w, buf, size) == 0);
-    gguf_writer_free(w);
-    for (int64_t i = 0; i < b.n_keep; i++)
-        free(b.keep[i]);
-    free(b.keep);
-}
+#include "lm_model_rand.h"
 
 typedef struct rig {
     void *buf;
@@ -123,8 +52,8 @@ static void rig_close(rig *r)
 }
 
 static const tcfg CFG[2] = {
-    {40, 32, 2, 4, 2, 64, 96, 0}, /* separate output, grouped-query */
-    {48, 32, 2, 4, 1, 48, 96, 1}, /* tied output, multi-query */
+    {40, 32, 2, 4, 2, 64, 96, 0, 0, 0}, /* separate output, grouped-query */
+    {48, 32, 2, 4, 1, 48, 96, 1, 0, 0}, /* tied output, multi-query */
 };
 
 /* ---- the reference: plain AR decoding written independently of the engine ------------------ */
