@@ -27,9 +27,11 @@ static int small_cpu_ok(void)
     return ok;
 }
 
-/* Output rows per inner iteration: each weight row chunk is loaded once and used by every
- * activation row of the block. */
-#define SMALL_MB 8
+/* Each inner block keeps up to 16 accumulators in registers: MB activation rows x NB = 16 / MB
+ * weight rows (MB = 1 to 4; 3 x 5 uses 15), so every weight chunk is loaded once per block and reused MB
+ * times, and there are 16 independent fma chains (enough to hide the fma latency even for a
+ * single row). */
+#define SMALL_ACC 16
 
 struct small_job {
     const float *x;
@@ -69,108 +71,125 @@ static inline const void *wrow(const struct small_job *J, int64_t n)
     return (const char *)J->W->data + (size_t)n * J->W->nb[1];
 }
 
-/* The output element (r, n): 16 lane partial sums over the columns in order (one fma per chunk of
- * 16), then _mm512_reduce_add_ps, then bias and beta. */
-static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) void
-small_store(const struct small_job *J, __m512 acc, int64_t m, int64_t n)
+/* The horizontal sums of 16 accumulators at once. Every sum is formed by the same tree as
+ * _mm512_reduce_add_ps (lane i + lane i+8, then i + i+4, i + i+2, i + i+1), whichever other
+ * accumulators share the call. Lane 4j + t of the result holds the sum of v[4t + j]. */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) __m512
+reduce16(const __m512 v[16])
 {
-    float s = _mm512_reduce_add_ps(acc);
-    float *yo = J->y + m * J->ldy + n;
-    if (J->bias)
-        s += J->bias[n];
-    *yo = J->beta == 0.0f ? s : s + J->beta * *yo;
+    __m512 s1[8], s2[4], s3[2];
+#pragma GCC unroll 8
+    for (int q = 0; q < 8; q++) /* [a.q0+a.q2, a.q1+a.q3, b.q0+b.q2, b.q1+b.q3] */
+        s1[q] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * q], v[2 * q + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm512_shuffle_f32x4(v[2 * q], v[2 * q + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) /* quarters: the 4-lane folds of v[4q .. 4q+3] */
+        s2[q] = _mm512_add_ps(_mm512_shuffle_f32x4(s1[2 * q], s1[2 * q + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                              _mm512_shuffle_f32x4(s1[2 * q], s1[2 * q + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+#pragma GCC unroll 2
+    for (int q = 0; q < 2; q++) /* quarter j: the 2-lane folds of v[8q + j] and v[8q + 4 + j] */
+        s3[q] = _mm512_add_ps(_mm512_shuffle_ps(s2[2 * q], s2[2 * q + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm512_shuffle_ps(s2[2 * q], s2[2 * q + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm512_add_ps(_mm512_shuffle_ps(s3[0], s3[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_ps(s3[0], s3[1], _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-/* Rows [m0, m0 + MB) of x against weight rows [n0, n1), two weight rows at a time (each x chunk
- * is loaded once for both). The operations that make an output element depend on neither MB,
- * m0, the pairing of weight rows nor the n range (see small_store). */
+/* Rows [m0, m0 + MB) of x against weight rows [n0, n0 + nv) (nv <= 16 / MB). Output (r, j)
+ * accumulates in v[r * NB + j]: one fma per chunk of 16 columns, in column order, then the
+ * reduce16 tree, bias and beta. None of that depends on MB, m0, n0 or nv, so a row's result is
+ * the same in any batch and on any thread split. */
 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) void
-small_block(const struct small_job *J, int type, int MB, int64_t m0, int64_t n0, int64_t n1)
+small_block(const struct small_job *J, int type, int MB, int64_t m0, int64_t n0, int nv)
 {
+    const int NB = SMALL_ACC / MB;
     const int64_t K = J->K, Kf = K / 16 * 16;
     const __mmask16 full = (__mmask16)0xFFFF, tail = (__mmask16)((1u << (K - Kf)) - 1u);
-    const float *xr[SMALL_MB];
-#pragma GCC unroll 8
+    const float *xr[4];
+    const void *wr[SMALL_ACC];
+#pragma GCC unroll 4
     for (int r = 0; r < MB; r++)
         xr[r] = J->x + (m0 + r) * J->ldx;
-    int64_t n = n0;
-    for (; n + 1 < n1; n += 2) {
-        const void *wa = wrow(J, n), *wb = wrow(J, n + 1);
-        __m512 a[SMALL_MB], b[SMALL_MB];
-#pragma GCC unroll 8
-        for (int r = 0; r < MB; r++)
-            a[r] = b[r] = _mm512_setzero_ps();
-        for (int64_t k = 0; k < Kf; k += 16) {
-            __m512 va = wchunk(type, wa, k, full), vb = wchunk(type, wb, k, full);
-#pragma GCC unroll 8
-            for (int r = 0; r < MB; r++) {
-                __m512 xv = _mm512_loadu_ps(xr[r] + k);
-                a[r] = _mm512_fmadd_ps(va, xv, a[r]);
-                b[r] = _mm512_fmadd_ps(vb, xv, b[r]);
-            }
-        }
-        if (Kf < K) {
-            __m512 va = wchunk(type, wa, Kf, tail), vb = wchunk(type, wb, Kf, tail);
-#pragma GCC unroll 8
-            for (int r = 0; r < MB; r++) {
-                __m512 xv = _mm512_maskz_loadu_ps(tail, xr[r] + Kf);
-                a[r] = _mm512_fmadd_ps(va, xv, a[r]);
-                b[r] = _mm512_fmadd_ps(vb, xv, b[r]);
-            }
-        }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
+    for (int j = 0; j < NB; j++) /* rows past the end repeat the last one; never stored */
+        wr[j] = wrow(J, n0 + (j < nv ? j : nv - 1));
+    __m512 v[SMALL_ACC]; /* v[MB * NB ..] stay 0 */
+#pragma GCC unroll 16
+    for (int i = 0; i < SMALL_ACC; i++)
+        v[i] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < Kf; k += 16) {
+        __m512 xv[4];
+#pragma GCC unroll 4
         for (int r = 0; r < MB; r++) {
-            small_store(J, a[r], m0 + r, n);
-            small_store(J, b[r], m0 + r, n + 1);
+            xv[r] = _mm512_loadu_ps(xr[r] + k);
+            /* keep the chunk in a register: folded into each fma as a memory operand it would
+             * be loaded NB times, and the loads, not the fmas, would bound the loop */
+            __asm__("" : "+v"(xv[r]));
+        }
+#pragma GCC unroll 16
+        for (int j = 0; j < NB; j++) {
+            __m512 w = wchunk(type, wr[j], k, full);
+#pragma GCC unroll 4
+            for (int r = 0; r < MB; r++)
+                v[r * NB + j] = _mm512_fmadd_ps(w, xv[r], v[r * NB + j]);
         }
     }
-    if (n < n1) {
-        const void *wa = wrow(J, n);
-        __m512 a[SMALL_MB];
-#pragma GCC unroll 8
+    if (Kf < K) {
+        __m512 xv[4];
+#pragma GCC unroll 4
         for (int r = 0; r < MB; r++)
-            a[r] = _mm512_setzero_ps();
-        for (int64_t k = 0; k < Kf; k += 16) {
-            __m512 va = wchunk(type, wa, k, full);
-#pragma GCC unroll 8
+            xv[r] = _mm512_maskz_loadu_ps(tail, xr[r] + Kf);
+#pragma GCC unroll 16
+        for (int j = 0; j < NB; j++) {
+            __m512 w = wchunk(type, wr[j], Kf, tail);
+#pragma GCC unroll 4
             for (int r = 0; r < MB; r++)
-                a[r] = _mm512_fmadd_ps(va, _mm512_loadu_ps(xr[r] + k), a[r]);
+                v[r * NB + j] = _mm512_fmadd_ps(w, xv[r], v[r * NB + j]);
         }
-        if (Kf < K) {
-            __m512 va = wchunk(type, wa, Kf, tail);
-#pragma GCC unroll 8
-            for (int r = 0; r < MB; r++)
-                a[r] = _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(tail, xr[r] + Kf), a[r]);
-        }
-#pragma GCC unroll 8
-        for (int r = 0; r < MB; r++)
-            small_store(J, a[r], m0 + r, n);
     }
+    float s[SMALL_ACC];
+    _mm512_storeu_ps(s, reduce16(v));
+    for (int r = 0; r < MB; r++) {
+        float *yo = J->y + (m0 + r) * J->ldy + n0;
+        for (int j = 0; j < nv; j++) {
+            int p = r * NB + j;
+            float o = s[4 * (p % 4) + p / 4];
+            if (J->bias)
+                o += J->bias[n0 + j];
+            yo[j] = J->beta == 0.0f ? o : o + J->beta * yo[j];
+        }
+    }
+}
+
+/* Weight rows [n0, n1) for rows [m0, m0 + MB), in blocks of 16 / MB. */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) void
+small_rows(const struct small_job *J, int type, int MB, int64_t m0, int64_t n0, int64_t n1)
+{
+    const int NB = SMALL_ACC / MB;
+    for (int64_t n = n0; n < n1; n += NB)
+        small_block(J, type, MB, m0, n, n1 - n < NB ? (int)(n1 - n) : NB);
 }
 
 /* One specialisation per (type, block height) so that the accumulators stay in registers. */
 #define SMALL_CASES(T)                                                                                                \
     switch (MB) {                                                                                                     \
-    case 1: small_block(J, T, 1, m0, n0, n1); break;                                                                  \
-    case 2: small_block(J, T, 2, m0, n0, n1); break;                                                                  \
-    case 3: small_block(J, T, 3, m0, n0, n1); break;                                                                  \
-    case 4: small_block(J, T, 4, m0, n0, n1); break;                                                                  \
-    case 5: small_block(J, T, 5, m0, n0, n1); break;                                                                  \
-    case 6: small_block(J, T, 6, m0, n0, n1); break;                                                                  \
-    case 7: small_block(J, T, 7, m0, n0, n1); break;                                                                  \
-    default: small_block(J, T, 8, m0, n0, n1); break;                                                                 \
+    case 1: small_rows(J, T, 1, m0, n0, n1); break;                                                                   \
+    case 2: small_rows(J, T, 2, m0, n0, n1); break;                                                                   \
+    case 3: small_rows(J, T, 3, m0, n0, n1); break;                                                                   \
+    default: small_rows(J, T, 4, m0, n0, n1); break;                                                                  \
     }
 
 __attribute__((target("avx512f,avx512bw,avx512vl"))) static void small_range(const struct small_job *J, int64_t n0, int64_t n1)
 {
-    for (int64_t m0 = 0; m0 < J->M; m0 += SMALL_MB) {
-        int MB = J->M - m0 < SMALL_MB ? (int)(J->M - m0) : SMALL_MB;
+    for (int64_t m0 = 0; m0 < J->M;) {
+        int64_t left = J->M - m0;
+        int MB = left >= 4 ? 4 : (int)left;
         switch (J->W->type) {
         case COCHLEA_TYPE_F16: SMALL_CASES(COCHLEA_TYPE_F16); break;
         case COCHLEA_TYPE_BF16: SMALL_CASES(COCHLEA_TYPE_BF16); break;
         case COCHLEA_TYPE_Q8_0: SMALL_CASES(COCHLEA_TYPE_Q8_0); break;
         default: SMALL_CASES(COCHLEA_TYPE_F32); break;
         }
+        m0 += MB;
     }
 }
 
@@ -222,7 +241,7 @@ int gemm_linear_small(cochlea_ctx *ctx, const float *x, int64_t M, int64_t ldx, 
 #ifdef SMALL_X86
     struct small_job J = {x, M, ldx, K, N, W, bias, beta, y, ldy};
     /* the pool, never OpenMP: the split over N does not change any output's arithmetic */
-    gemm_parallel(ctx, 0, M * K * N / 8, small_task, &J);
+    gemm_parallel(ctx, 0, M * K * N / 4, small_task, &J);
 #endif
     return COCHLEA_OK;
 }
