@@ -6,6 +6,7 @@
 
 #include "error.h"
 #include "gemm.h"
+#include "gemm_internal.h"
 
 int ctx_default_threads(void)
 {
@@ -33,6 +34,7 @@ int ctx_create(int n_threads, enum cochlea_precision precision, cochlea_ctx **ou
         ctx_free(c);
         return rc;
     }
+    c->gemm->pool = c->pool;
     *out = c;
     return COCHLEA_OK;
 }

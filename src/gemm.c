@@ -487,6 +487,7 @@ void gemm_parallel(cochlea_ctx *ctx, int omp, int64_t work, void (*fn)(void *arg
     if (omp) {
         /* libgomp's entry point for `#pragma omp parallel num_threads(n)` */
         struct omp_wrap w = {fn, arg};
+        pool_nap(ctx->pool);
         GOMP_parallel(omp_trampoline, &w, (unsigned)ctx->n_threads, 0);
         return;
     }
@@ -714,6 +715,8 @@ int gemm_f32(cochlea_ctx *ctx, int trans_a, int trans_b, int64_t M, int64_t N, i
     if (use_dnnl(ctx->gemm))
         return gemm_dnnl_sgemm(ctx->gemm, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #endif
+    if (ctx->n_threads > 1)
+        pool_nap(ctx->pool); /* OpenBLAS's own threads run this product */
     gemm_blas_sgemm(ctx->n_threads, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return COCHLEA_OK;
 }

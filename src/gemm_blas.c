@@ -38,6 +38,8 @@ int gemm_blas_rows(cochlea_ctx *ctx, const float *x, int64_t M, int64_t ldx, con
         gemm_prefill_bias(y, M, N, ldy, bias, beta);
         beta = 1.0f;
     }
+    if (ctx->n_threads > 1)
+        pool_nap(ctx->pool); /* OpenBLAS's own threads run this product */
     gemm_blas_sgemm(ctx->n_threads, 0, 1, M, N, K, 1.0f, x, ldx, w, ldw, beta, y, ldy);
     return COCHLEA_OK;
 }

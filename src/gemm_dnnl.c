@@ -98,12 +98,12 @@ static int dnnl_err(dnnl_status_t s, const char *what)
     return err_set(code, "oneDNN: %s failed: %s", what, dnnl_status_str(s));
 }
 
+/* Before every oneDNN execution: its OpenMP team runs now, so the pool's workers stop spinning. */
 static void set_threads(const gemm *g)
 {
+    pool_nap(g->pool);
 #ifdef HAVE_GOMP
     omp_set_num_threads(g->n_threads);
-#else
-    (void)g;
 #endif
 }
 

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "gemm.h"
+#include "threadpool.h"
 
 /* A scratch buffer that only grows (64-byte aligned), reused across calls. */
 typedef struct gemm_buf {
@@ -25,6 +26,7 @@ struct gemm {
     gemm_buf out;              /* dense output when the backend cannot write strided rows */
     gemm_stats stats;
     struct gemm_dnnl *dnnl; /* NULL when oneDNN is not built or failed to start */
+    struct threadpool *pool; /* the context's pool (pool_nap before other thread teams run), or NULL */
 };
 
 /* Rows of a weight tile dequantised at a time: about this many bytes of fp32. */

@@ -40,6 +40,7 @@ struct threadpool {
     atomic_int pending;          /* workers still running the current run */
     atomic_int sleepers;         /* workers inside the condition-variable wait */
     atomic_int quit;
+    atomic_int nap; /* set by pool_nap: spinning workers go to sleep */
     pool_task_fn fn;
     void *arg;
 };
@@ -51,6 +52,8 @@ static uint64_t worker_wait(threadpool *p, uint64_t seen)
         uint64_t g = atomic_load_explicit(&p->generation, memory_order_acquire);
         if (g != seen || atomic_load_explicit(&p->quit, memory_order_relaxed))
             return g;
+        if (atomic_load_explicit(&p->nap, memory_order_relaxed))
+            break;
         CPU_RELAX();
     }
     pthread_mutex_lock(&p->mu);
@@ -140,6 +143,7 @@ void pool_run(threadpool *p, pool_task_fn fn, void *arg)
     }
     p->fn = fn;
     p->arg = arg;
+    atomic_store_explicit(&p->nap, 0, memory_order_relaxed);
     atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
     atomic_fetch_add(&p->generation, 1); /* seq_cst: publishes fn, arg, pending */
     if (atomic_load(&p->sleepers) > 0) {
@@ -156,4 +160,10 @@ void pool_run(threadpool *p, pool_task_fn fn, void *arg)
         else
             sched_yield();
     }
+}
+
+void pool_nap(threadpool *p)
+{
+    if (p && p->n > 1)
+        atomic_store_explicit(&p->nap, 1, memory_order_relaxed);
 }

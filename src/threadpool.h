@@ -18,6 +18,11 @@ void pool_free(threadpool *p);
 int pool_size(const threadpool *p);
 void pool_run(threadpool *p, pool_task_fn fn, void *arg);
 
+/* Send the workers to sleep now instead of letting them spin for the next run: call before
+ * another thread team (oneDNN's OpenMP, OpenBLAS) runs on the same cores. The next pool_run
+ * wakes them. NULL or a 1-thread pool: nothing. */
+void pool_nap(threadpool *p);
+
 /* The contiguous share [*begin, *end) of n items for thread ith of nth, balanced to +-1. */
 static inline void pool_split(int64_t n, int ith, int nth, int64_t *begin, int64_t *end)
 {
