@@ -94,6 +94,28 @@ reduce16(const __m512 v[16])
                          _mm512_shuffle_ps(s3[0], s3[1], _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
+/* One chunk of 16 columns from k (masked by m) into the accumulators v[r * NB + j]. */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) void
+small_chunk(int type, int MB, int NB, const float *const xr[4], const void *const wr[SMALL_ACC], int64_t k,
+            __mmask16 m, __m512 v[SMALL_ACC])
+{
+    __m512 xv[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < MB; r++) {
+        xv[r] = m == (__mmask16)0xFFFF ? _mm512_loadu_ps(xr[r] + k) : _mm512_maskz_loadu_ps(m, xr[r] + k);
+        /* keep the chunk in a register: folded into each fma as a memory operand it would be
+         * loaded NB times, and the loads, not the fmas, would bound the loop */
+        __asm__("" : "+v"(xv[r]));
+    }
+#pragma GCC unroll 16
+    for (int j = 0; j < NB; j++) {
+        __m512 w = wchunk(type, wr[j], k, m);
+#pragma GCC unroll 4
+        for (int r = 0; r < MB; r++)
+            v[r * NB + j] = _mm512_fmadd_ps(w, xv[r], v[r * NB + j]);
+    }
+}
+
 /* Rows [m0, m0 + MB) of x against weight rows [n0, n0 + nv) (nv <= 16 / MB). Output (r, j)
  * accumulates in v[r * NB + j]: one fma per chunk of 16 columns, in column order, then the
  * reduce16 tree, bias and beta. None of that depends on MB, m0, n0 or nv, so a row's result is
@@ -116,36 +138,10 @@ small_block(const struct small_job *J, int type, int MB, int64_t m0, int64_t n0,
 #pragma GCC unroll 16
     for (int i = 0; i < SMALL_ACC; i++)
         v[i] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < Kf; k += 16) {
-        __m512 xv[4];
-#pragma GCC unroll 4
-        for (int r = 0; r < MB; r++) {
-            xv[r] = _mm512_loadu_ps(xr[r] + k);
-            /* keep the chunk in a register: folded into each fma as a memory operand it would
-             * be loaded NB times, and the loads, not the fmas, would bound the loop */
-            __asm__("" : "+v"(xv[r]));
-        }
-#pragma GCC unroll 16
-        for (int j = 0; j < NB; j++) {
-            __m512 w = wchunk(type, wr[j], k, full);
-#pragma GCC unroll 4
-            for (int r = 0; r < MB; r++)
-                v[r * NB + j] = _mm512_fmadd_ps(w, xv[r], v[r * NB + j]);
-        }
-    }
-    if (Kf < K) {
-        __m512 xv[4];
-#pragma GCC unroll 4
-        for (int r = 0; r < MB; r++)
-            xv[r] = _mm512_maskz_loadu_ps(tail, xr[r] + Kf);
-#pragma GCC unroll 16
-        for (int j = 0; j < NB; j++) {
-            __m512 w = wchunk(type, wr[j], Kf, tail);
-#pragma GCC unroll 4
-            for (int r = 0; r < MB; r++)
-                v[r * NB + j] = _mm512_fmadd_ps(w, xv[r], v[r * NB + j]);
-        }
-    }
+    for (int64_t k = 0; k < Kf; k += 16)
+        small_chunk(type, MB, NB, xr, wr, k, full, v);
+    if (Kf < K)
+        small_chunk(type, MB, NB, xr, wr, Kf, tail, v);
     float s[SMALL_ACC];
     _mm512_storeu_ps(s, reduce16(v));
     for (int r = 0; r < MB; r++) {
