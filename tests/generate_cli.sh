@@ -5,22 +5,11 @@
 # statistics, and every bad input with its message and exit status. Environment as tests/cli.sh.
 : "${top_srcdir:=.}" "${top_builddir:=.}" "${COCHLEA:=$top_builddir/cochlea}"
 . "$top_srcdir/tests/torch_python.sh"
-if [ ! -x "$COCHLEA" ]; then
-    echo "FAIL: no cochlea binary at $COCHLEA"
-    exit 1
-fi
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cochlea_gen.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT INT TERM
-failed=0
+tmp_prefix=cochlea_gen . "$top_srcdir/tests/sh_setup.sh"
 out="$tmp/stdout"
 err="$tmp/stderr"
 C="$COCHLEA"
 ref="$top_srcdir/tests/ref/llama.py"
-
-fail() {
-    echo "FAIL: $*"
-    failed=$((failed + 1))
-}
 
 # run EXPECTED_RC DESCRIPTION -- COMMAND...
 run() {

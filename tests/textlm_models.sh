@@ -16,17 +16,7 @@ for f in "$m" "$dm"; do
         exit 1
     fi
 done
-if [ ! -x "$COCHLEA" ]; then
-    echo "FAIL: no cochlea binary at $COCHLEA"
-    exit 1
-fi
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cochlea_textlm.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT INT TERM
-failed=0
-fail() {
-    echo "FAIL: $*"
-    failed=$((failed + 1))
-}
+tmp_prefix=cochlea_textlm . "$top_srcdir/tests/sh_setup.sh"
 toks() { "$py" -c 'import json, sys; print(json.load(open(sys.argv[1]))["tokens"])' "$1"; }
 field() { "$py" -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 

@@ -29,17 +29,7 @@ if ! command -v bible >/dev/null 2>&1 || [ ! -f /usr/lib/bible.data ] || ! comma
         exit 77
     fi
 fi
-if [ ! -x "$COCHLEA" ]; then
-    echo "FAIL: $COCHLEA is not built"
-    exit 1
-fi
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cochlea_textlm.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT INT TERM
-failed=0
-fail() {
-    echo "FAIL: $*"
-    failed=$((failed + 1))
-}
+tmp_prefix=cochlea_textlm . "$top_srcdir/tests/sh_setup.sh"
 run="$top_srcdir/recipes/textlm_tiny/run.sh"
 w="$tmp/work"
 env="SMOKE=1 WORK=$w PYTHON=$PYTHON COCHLEA=$COCHLEA THREADS=2"
