@@ -81,13 +81,6 @@ typedef struct opts {
     unsigned long long seed;
 } opts;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int parse(opts *o, int argc, char **argv)
 {
     if (argc < 2)
@@ -471,11 +464,11 @@ static int cmd_encode(const opts *o)
     sec_writer *w = NULL;
     if (choose_levels(o, c, &levels))
         goto done;
-    double t0 = now_s();
+    double t0 = progress_now();
     uint64_t n_samples = 0;
     if (encode_to_codes(o, c, levels, &b, &n_samples))
         goto done;
-    double t1 = now_s();
+    double t1 = progress_now();
     sec_header h;
     fill_header(&h, c, levels, n_samples, o->chunk_frames ? o->chunk_frames : DEFAULT_CHUNK_FRAMES, o->entropy);
     int to_stdout = strcmp(o->out, "-") == 0;
@@ -612,13 +605,13 @@ static int cmd_decode(const opts *o)
     s.L = h->n_levels;
     s.salvage = o->salvage;
     s.ao = &ao;
-    double t0 = now_s();
+    double t0 = progress_now();
     progress pg;
     progress_start(&pg, stderr, "decoding", 0, o->c.quiet);
     rc = cochlea_codec_decode_stream(c, (int)h->n_levels, h->n_samples, next_codes, stream_pcm, &s,
                                      progress_callback, &pg);
     progress_end(&pg);
-    double t1 = now_s();
+    double t1 = progress_now();
     if (rc) {
         cli_lib_error(s.failed ? s.rc : rc, o->in);
         audio_out_close(&ao, 0);
@@ -683,12 +676,12 @@ static int cmd_roundtrip(const opts *o)
         cli_error("out of memory");
         goto done;
     }
-    double t0 = now_s();
+    double t0 = progress_now();
     if ((rc = cochlea_codec_encode(c, pcm, n, levels, o->nearest, codes))) {
         cli_lib_error(rc, o->in);
         goto done;
     }
-    double t1 = now_s();
+    double t1 = progress_now();
     sec_header h;
     fill_header(&h, c, levels, n, o->chunk_frames ? o->chunk_frames : DEFAULT_CHUNK_FRAMES, o->entropy);
     if ((rc = sec_encode(&h, codes, T, &bytes, &n_bytes))) {
@@ -705,14 +698,14 @@ static int cmd_roundtrip(const opts *o)
         goto done;
     }
     int same = T2 == T && (T == 0 || memcmp(codes, codes2, T * (size_t)levels * sizeof *codes) == 0);
-    double t2 = now_s();
+    double t2 = progress_now();
     rc = cochlea_codec_decode(c, codes2, T, levels, rec, n);
     free(codes2);
     if (rc) {
         cli_lib_error(rc, "decoding");
         goto done;
     }
-    double t3 = now_s();
+    double t3 = progress_now();
     if (!same) {
         cli_error("internal error: the bitstream did not give back the tokens");
         goto done;
@@ -1045,7 +1038,7 @@ static int cmd_build_codebook(const opts *o)
     se_level_stats *st = NULL;
     se_build_params p = build_params(o, 8);
     char training[256];
-    double t0 = now_s();
+    double t0 = progress_now();
     if (o->features) {
         if (read_features(o->features, &x, &M, &D))
             goto done;
@@ -1090,7 +1083,7 @@ static int cmd_build_codebook(const opts *o)
         cli_lib_error(rc, "build-codebook");
         goto done;
     }
-    double t1 = now_s();
+    double t1 = progress_now();
     if ((rc = codec_write_with_codebooks(codec_gguf(c), cb, COCHLEA_TYPE_F16, training, o->c.output))) {
         cli_lib_error(rc, o->c.output);
         goto done;

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "progress.h"
 #include "ctx.h"
 #include "lm/model.h"
 #include "lm/sampler.h"
@@ -76,13 +77,6 @@ typedef struct opts {
     lm_sampler_params sp;
     int seed_given, no_stream;
 } opts;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int parse_float_range(const char *opt, const char *val, double lo, double hi, float *out)
 {
@@ -427,7 +421,7 @@ static int on_emit(void *user, const int32_t *tok, int64_t n)
 {
     streamer *s = user;
     if (s->n_total == 0) {
-        s->t_first = now_s();
+        s->t_first = progress_now();
         s->n_first = n;
     }
     s->n_total += n;
@@ -605,13 +599,13 @@ static int run(int argc, char **argv)
     lm_spec_params p = {o.n_predict, eos, nodes, on_emit, &s};
     lm_spec_stats st;
     int64_t n_out = 0;
-    double t0 = now_s();
+    double t0 = progress_now();
     if (gs->generate)
         rc = gs->generate(&g, &p, toks.ids, (int64_t)toks.n, out, &n_out, &st);
     else
         rc = lm_spec_generate(ctx, m, kv, w, smp, g.has_drafter ? &g.drafter : NULL, &p, toks.ids, (int64_t)toks.n,
                               out, &n_out, &st);
-    double t1 = now_s();
+    double t1 = progress_now();
     if (rc != COCHLEA_OK) {
         if (s.stream)
             fputc('\n', stdout);

@@ -6,11 +6,11 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_s(void)
+double progress_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 void progress_format_time(double s, char *buf, size_t n)
@@ -54,7 +54,7 @@ void progress_start(progress *p, FILE *out, const char *label, uint64_t total, i
     p->enabled = !quiet && out && isatty(fileno(out));
     snprintf(p->label, sizeof p->label, "%s", label ? label : "");
     p->total = total;
-    p->t_start = now_s();
+    p->t_start = progress_now();
 }
 
 void progress_update(progress *p, uint64_t done)
@@ -62,7 +62,7 @@ void progress_update(progress *p, uint64_t done)
     char line[256];
     if (!p->enabled)
         return;
-    double t = now_s();
+    double t = progress_now();
     if (done < p->total && p->drawn && t - p->t_last < 0.1)
         return;
     p->t_last = t;

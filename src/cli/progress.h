@@ -25,6 +25,8 @@ void progress_update(progress *p, uint64_t done);
 void progress_end(progress *p);
 /* Adapter for cochlea_progress_fn (user = progress *); never cancels. */
 int progress_callback(uint64_t done, uint64_t total, void *user);
+/* Seconds on the monotonic clock (for timing CLI work). */
+double progress_now(void);
 /* Format a duration in seconds as "1h02m03s" / "2m03s" / "3.4s" into buf. */
 void progress_format_time(double s, char *buf, size_t n);
 /* Render the bar line for the given state into buf (no terminal control chars); for tests. */

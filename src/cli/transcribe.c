@@ -249,13 +249,6 @@ static int read_features(const char *path, float **out, size_t *frames, int *n_m
     return 0;
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* `--list-languages` (of the model when -m is given) */
 static int list_languages(const opts *o)
 {
@@ -478,7 +471,7 @@ static int run(int argc, char **argv)
     cli_setup_logging(&o.c);
     if (o.list_langs)
         return list_languages(&o);
-    double t0 = now();
+    double t0 = progress_now();
     cochlea_model *model = NULL;
     cochlea_asr *asr = NULL;
     float *pcm = NULL, *feats = NULL;
@@ -500,7 +493,7 @@ static int run(int argc, char **argv)
         cli_lib_error(rc, "creating the recognizer");
         goto done;
     }
-    double t_load = now() - t0;
+    double t_load = progress_now() - t0;
     /* language, task and candidates, checked against the model's tokens */
     if (o.lang && strcmp(o.lang, "auto") != 0 && strcmp(o.lang, "nolang") != 0 && strcmp(o.lang, "<nolang>") != 0) {
         char code[16];
@@ -571,9 +564,9 @@ static int run(int argc, char **argv)
             audio_s = (double)(frames - 1) * 0.01;
             n = (size_t)(audio_s * cochlea_asr_sample_rate(asr));
             for (int r = 0; r < o.repeat && !rc; r++) {
-                double tr0 = now();
+                double tr0 = progress_now();
                 rc = cochlea_asr_run_features(asr, feats, frames, n_mels, &ao);
-                times[r] = now() - tr0;
+                times[r] = progress_now() - tr0;
             }
         } else {
             cochlea_audio_params aup = cochlea_audio_default_params();
@@ -607,9 +600,9 @@ static int run(int argc, char **argv)
                     err_prefix(rc, "reading the audio");
                     break;
                 }
-                double tr0 = now();
+                double tr0 = progress_now();
                 rc = cochlea_asr_run_audio(asr, rd, &ao);
-                times[r] = now() - tr0;
+                times[r] = progress_now() - tr0;
                 cochlea_audio_close(rd);
             }
             n = cochlea_asr_n_samples(asr);
