@@ -38,14 +38,29 @@ static void print_overview(FILE *f)
 
 int main(int argc, char **argv)
 {
-    /* oneDNN's OpenMP threads would otherwise spin after each product and compete with our own
-     * pool for the cores (src/gemm.h; measured on the 1B OWSM-CTC encoder in BF16: attention 4x
-     * slower). libgomp reads its environment in a constructor, before main, so setting the
-     * variable here needs a re-exec to take effect. The user's setting wins. */
+    /* Two settings that libgomp and glibc read before main, so they need one re-exec to take
+     * effect; the user's own settings win.
+     * - OMP_WAIT_POLICY=passive: oneDNN's OpenMP threads would otherwise spin after each product
+     *   and compete with our own pool for the cores (src/gemm.h; measured on the 1B OWSM-CTC
+     *   encoder in BF16: attention 4x slower).
+     * - GLIBC_TUNABLES: malloc gets transparent huge pages and keeps freed memory for reuse
+     *   instead of returning it to the kernel, so the large activation buffers of each window
+     *   are not faulted in 4 KiB page by page again (measured: a 60 s transcription with an
+     *   11M-parameter model on 2 threads 0.45-0.51 s -> 0.35 s in bf16, 0.53-0.60 -> 0.44-0.55 s
+     *   in f32; peak memory +4 %). */
+    int reexec = 0;
     if (!getenv("OMP_WAIT_POLICY")) {
         setenv("OMP_WAIT_POLICY", "passive", 1);
-        execv("/proc/self/exe", argv); /* returns only on failure: run on with the default policy */
+        reexec = 1;
     }
+    if (!getenv("GLIBC_TUNABLES")) {
+        setenv("GLIBC_TUNABLES",
+               "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=68719476736",
+               1);
+        reexec = 1;
+    }
+    if (reexec)
+        execv("/proc/self/exe", argv); /* returns only on failure: run on with the defaults */
     if (argc < 2) {
         print_overview(stderr);
         return 2;
