@@ -4,20 +4,9 @@
 # top_srcdir, top_builddir. Each check prints "ok" or "FAIL"; the exit status is the verdict.
 : "${top_srcdir:=.}" "${top_builddir:=.}" "${PYTHON:=/usr/bin/python3}" "${COCHLEA:=$top_builddir/cochlea}"
 
-if [ ! -x "$COCHLEA" ]; then
-    echo "FAIL: no cochlea binary at $COCHLEA"
-    exit 1
-fi
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cochlea_cli.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT INT TERM
-failed=0
+tmp_prefix=cochlea_cli . "$top_srcdir/tests/sh_setup.sh"
 out="$tmp/stdout"
 err="$tmp/stderr"
-
-fail() {
-    echo "FAIL: $*"
-    failed=$((failed + 1))
-}
 
 # run EXPECTED_RC DESCRIPTION -- COMMAND...: run it, keep stdout/stderr in $out/$err.
 run() {
