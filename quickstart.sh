@@ -22,9 +22,9 @@ JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 CONFIGURE_FLAGS=${CONFIGURE_FLAGS:-}
 
 # Debian packages: build, then what the tests need (PyTorch/numpy references, SentencePiece,
-# espeak-ng + sox for synthetic speech).
+# espeak-ng + sox for synthetic speech, kakasi + opencc + sctk for the recipe).
 build_pkgs="gcc make autoconf automake libtool pkg-config libsndfile1-dev libfftw3-dev libopenblas-dev libsoxr-dev libdnnl-dev check"
-test_pkgs="python3 python3-numpy python3-torch python3-yaml python3-sentencepiece sentencepiece espeak-ng sox"
+test_pkgs="python3 python3-numpy python3-torch python3-yaml python3-sentencepiece sentencepiece espeak-ng sox kakasi opencc sctk"
 pkgs=$build_pkgs
 [ "$mode" = check ] && pkgs="$pkgs $test_pkgs"
 
@@ -90,14 +90,21 @@ if [ "$mode" = check ]; then
     exit $status
 fi
 
-# The main job: transcribe the bundled sample with the embedded default model.
+# The main job: transcribe the bundled samples with the embedded default model
+# (models/owsm-ctc-tiny.gguf, trained by recipes/owsm_ctc_tiny on synthetic speech).
 echo
 ./cochlea --version
-if ./cochlea help 2>/dev/null | grep -q '^  transcribe '; then
-    ./cochlea transcribe "$top/samples/"*.wav
-else
+tab=$(printf '\t')
+while IFS="$tab" read -r file lang task expected; do
+    case "$file" in '#'* | '') continue ;; esac
     echo
-    echo "quickstart: built $BUILD_DIR/cochlea. There is no embedded default speech model yet, so"
-    echo "there is nothing to transcribe: 'cochlea transcribe' arrives with the OWSM-CTC issues."
-    echo "Try: $BUILD_DIR/cochlea help"
-fi
+    if [ "$task" = asr ]; then
+        echo "== samples/$file (language: auto)"
+        ./cochlea transcribe -l auto "$top/samples/$file"
+    else
+        echo "== samples/$file (translation: $lang -> ${task#st_})"
+        ./cochlea transcribe -l "$lang" --task "$task" "$top/samples/$file"
+    fi
+done <"$top/samples/expected.tsv"
+echo
+echo "quickstart: more in README.md ('cochlea transcribe --help', your own audio: $BUILD_DIR/cochlea transcribe FILE)"

@@ -106,7 +106,7 @@ cochlea_asr_options cochlea_asr_default_options(void)
 {
     cochlea_asr_options o;
     memset(&o, 0, sizeof o);
-    o.context = 4.0f;
+    o.context = -1.0f;
     return o;
 }
 
@@ -604,7 +604,7 @@ int cochlea_asr_run(cochlea_asr *a, const float *pcm, size_t n, const cochlea_as
     memset(&f, 0, sizeof f);
     f.mode = FEED_PCM;
     f.pcm = pcm;
-    int rc = make_plan(a, n, o ? o->context : 4.0f, &f.p);
+    int rc = make_plan(a, n, o ? o->context : -1.0f, &f.p);
     if (rc)
         return rc;
     a->n_samples = n;
@@ -616,7 +616,7 @@ int cochlea_asr_run_audio(cochlea_asr *a, cochlea_audio *reader, const cochlea_a
     if (!a || !reader)
         return err_set(COCHLEA_EINVAL, "cochlea_asr_run_audio: NULL argument");
     feeder f;
-    int rc = feed_open_reader(a, reader, o ? o->context : 4.0f, &f);
+    int rc = feed_open_reader(a, reader, o ? o->context : -1.0f, &f);
     int64_t est = 0;
     if (!rc && f.p.long_form) {
         /* expected windows from the container's length, for progress only */
@@ -625,7 +625,7 @@ int cochlea_asr_run_audio(cochlea_asr *a, cochlea_audio *reader, const cochlea_a
         plan pe;
         if (info.source_frames > 0 && info.source_rate > 0 &&
             make_plan(a, (size_t)((double)info.source_frames * a->m->hp.sample_rate / info.source_rate),
-                      o ? o->context : 4.0f, &pe) == COCHLEA_OK)
+                      o ? o->context : -1.0f, &pe) == COCHLEA_OK)
             est = pe.n_windows;
         cochlea_clear_error();
     }

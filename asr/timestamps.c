@@ -649,6 +649,8 @@ int tr_layout_plan(int sample_rate, int hop_length, int64_t window_samples, int6
         return COCHLEA_OK;
     }
     const double window_s = (double)window_samples / (double)sample_rate;
+    if (context < 0.0) /* automatic: ESPnet's 4 s for 30 s windows, the same share of shorter ones */
+        context = window_s * (4.0 / 30.0) < 4.0 ? window_s * (4.0 / 30.0) : 4.0;
     if (!(context >= 0.0) || !(2.0 * context < window_s))
         return err_set(COCHLEA_EINVAL, "long-form context %g s must be in [0, %g) s", context, window_s / 2);
     out->long_form = 1;

@@ -90,8 +90,9 @@ typedef struct tr_layout {
  * window_samples, otherwise the legacy buffered long form with `context` seconds of context
  * (hop = int(sr * (window_s - 2 * context)), pad = int(sr * context), windows every hop over the
  * audio padded with pad zeros at both ends up to the first short one, keep [int(fps * context),
- * int(fps * window_s) - int(fps * context)) capped at positions). COCHLEA_EINVAL for bad sizes or
- * a context outside [0, window_s / 2). */
+ * int(fps * window_s) - int(fps * context)) capped at positions). A negative context means the
+ * default: min(4, window_s * 4 / 30) s. COCHLEA_EINVAL for bad sizes or a context outside
+ * [0, window_s / 2). */
 int tr_layout_plan(int sample_rate, int hop_length, int64_t window_samples, int64_t positions, size_t n_samples,
                    double context, tr_layout *out);
 

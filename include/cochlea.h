@@ -253,7 +253,8 @@ typedef struct cochlea_asr_options {
     /* previous-text prompt, tokenised with the model's SentencePiece model; NULL or "": <na> */
     const char *prompt;
     /* audio longer than one window: seconds of context on each side of the legacy ESPnet
-     * long-form slicing (owsm-ctc.md §5.6); default 4 */
+     * long-form slicing (owsm-ctc.md §5.6); negative (the default): 4 s for 30 s windows, 2/15 of
+     * the window for shorter ones (0.8 s for a 6 s window) */
     float context;
     int keep_posteriors; /* keep the CTC log-posteriors (cochlea_asr_posteriors) */
     int keep_encoder;    /* keep the encoder output (cochlea_asr_encoder_output) */

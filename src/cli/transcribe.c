@@ -5,12 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "asr/lang.h"
 #include "asr/timestamps.h"
 #include "asr/writers.h"
 #include "cli.h"
 #include "frontend/fbank.h"
+#include "model_path.h"
 #include "progress.h"
 
 #define CMD "transcribe"
@@ -18,14 +20,16 @@
 #define MAX_CANDIDATES 151
 
 static const char usage[] =
-    "usage: cochlea transcribe -m MODEL [options] FILE...\n"
+    "usage: cochlea transcribe [-m MODEL] [options] FILE...\n"
     "\n"
     "Recognise (or translate) speech with an OWSM-CTC model. Any audio format libsndfile reads is\n"
     "accepted (- reads standard input) and resampled to the model's rate. Audio up to 30 s is one\n"
     "window; longer audio is decoded in overlapping 30 s windows (ESPnet's long-form slicing).\n"
     "Several files are decoded in one run with the model loaded once.\n"
     "\n"
-    "  -m, --model FILE       OWSM-CTC model (.gguf, from tools/convert_owsm_ctc.py)\n"
+    "  -m, --model FILE       OWSM-CTC model (.gguf, from tools/convert_owsm_ctc.py); default: the\n"
+    "                         embedded owsm-ctc-tiny model, see README ($COCHLEA_MODEL overrides\n"
+    "                         it; -v names the file used)\n"
     "  -l, --lang LANG        source language: eng, en, english, <eng>...; auto (default) decodes\n"
     "                         with <nolang> and the model names the language itself\n"
     "  --task asr|st|st_XXX   recognition (default) or translation\n"
@@ -45,7 +49,8 @@ static const char usage[] =
     "                         of `text_nospecial`\n"
     "  --precision P          f32 (default), bf16 or int8 matrix products\n"
     "  --batch N              30 s windows per forward pass (default 1)\n"
-    "  --context S            long-form context in seconds on each side of a window (default 4)\n"
+    "  --context S            long-form context in seconds on each side of a window (default 4 for\n"
+    "                         30 s windows, 2/15 of the window for shorter ones)\n"
     "  --features F.npy       run on one window of normalised log-mel features [frames, n_mels]\n"
     "                         instead of audio (for parity checks)\n"
     "  --output-posteriors F  write the CTC log-posteriors, float32 .npy [windows, positions, vocab]\n"
@@ -74,6 +79,7 @@ typedef struct opts {
     double context, max_duration, split_gap;
     long max_len;
     enum cochlea_precision precision;
+    char default_model[4096]; /* the default model's path when -m is not given */
 } opts;
 
 static int needs_value(const char *a)
@@ -85,6 +91,30 @@ static int needs_value(const char *a)
     for (size_t i = 0; i < sizeof with_value / sizeof *with_value; i++)
         if (strcmp(a, with_value[i]) == 0)
             return 1;
+    return 0;
+}
+
+/* No -m: the default model (model_path.h), into o->c.model; 0, or 2 (usage error printed). */
+static int find_default_model(opts *o)
+{
+    model_path_search s;
+    int st = model_path_find(MODEL_PATH_DEFAULT_NAME, &s);
+    if (st == MODEL_PATH_ENV_MISSING)
+        return cli_usage_error(CMD, "%s=%s: %s; point it at an OWSM-CTC .gguf file, unset it, or pass -m MODEL.gguf",
+                               MODEL_PATH_ENV, s.path, access(s.path, F_OK) == 0 ? "not a regular file" : "no such file");
+    if (st != MODEL_PATH_FOUND) {
+        fprintf(stderr, "cochlea: error: no model given (-m) and the default model %s was not found; tried:\n",
+                MODEL_PATH_DEFAULT_NAME);
+        for (int i = 0; i < s.n_tried; i++)
+            fprintf(stderr, "  %s\n", s.tried[i]);
+        fprintf(stderr, "pass -m MODEL.gguf (or set %s=MODEL.gguf)\n(run 'cochlea help %s' for usage)\n",
+                MODEL_PATH_ENV, CMD);
+        return 2;
+    }
+    snprintf(o->default_model, sizeof o->default_model, "%s", s.path);
+    o->c.model = o->default_model;
+    if (o->c.verbose)
+        fprintf(stderr, "cochlea: %s: model: %s (default)\n", CMD, o->c.model);
     return 0;
 }
 
@@ -179,8 +209,6 @@ static int parse(opts *o, int argc, char **argv)
     }
     if (o->list_langs)
         return 0;
-    if (!o->c.model)
-        return cli_usage_error(CMD, "no model given (-m MODEL.gguf)");
     if (!o->n_inputs && !o->features)
         return cli_usage_error(CMD, "no input file given");
     if (o->n_inputs && o->features)
@@ -199,6 +227,8 @@ static int parse(opts *o, int argc, char **argv)
         for (int j = 0; j < i; j++)
             if (strcmp(o->inputs[i], "-") == 0 && strcmp(o->inputs[j], "-") == 0)
                 return cli_usage_error(CMD, "standard input (-) can be read only once");
+    if (!o->c.model)
+        return find_default_model(o);
     return 0;
 }
 
@@ -460,7 +490,7 @@ static int run(int argc, char **argv)
     memset(&o, 0, sizeof o);
     o.batch = 1;
     o.repeat = 1;
-    o.context = 4.0;
+    o.context = -1.0; /* automatic (tr_layout_plan) */
     const tr_options seg = tr_default_options(); /* subtitle segmentation defaults */
     o.max_len = (long)seg.max_chars;
     o.max_duration = seg.max_duration;

@@ -1,0 +1,466 @@
+#!/usr/bin/env python3
+"""Stage 4 of the owsm_ctc_tiny recipe: train the OWSM-CTC reference model (tests/ref/owsm_ctc.py).
+
+    train.py --train DIR --dev DIR --tok DIR --exp DIR [size and schedule options]
+
+What OWSM-CTC training does, scaled down (../shared/docs/owsm-ctc.md sections 1, 4.x, 5.4):
+  - every sample is one utterance placed in a fixed window of --window seconds (the model's
+    speech_length, so inference pads to exactly what training saw), after a random amount of
+    leading silence; the rest of the window is digital silence;
+  - prefix <lang><task>: the true language with probability 1 - --nolang-prob, else <nolang>;
+    the task is <asr>, or <st_xxx> with probability --st-prob when the utterance has a
+    translation into a language that is an OWSM translation target;
+  - prompt: always <na> (there is no previous text in this data);
+  - CTC targets: the final layer learns <lang><task> + the task's target text, the inter-CTC
+    layers (self-conditioned) learn <lang><task> + the transcript (ctc_asr_only); the language
+    token is always the true one, which is how the model learns language identification;
+  - loss = (1 - w) * CTC_final + w * mean(CTC_inter), w = --interctc-weight;
+  - SpecAugment (two frequency and two time masks) on the normalised features.
+Adam with linear warm-up and cosine decay to --max-steps. A checkpoint (model, optimiser, step,
+random states) is written every --ckpt-every steps and at the end; rerunning the same command
+resumes from it. --max-minutes stops early (still checkpointed) so long runs can be split
+across sessions. Every --valid-every steps the dev set is decoded greedily (CER with the true
+language, language-ID accuracy with <nolang>); the best model by dev CER is exp/best.pth.
+"""
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+import types
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "..", "tests", "ref"))
+import owsm_ctc as ref  # noqa: E402
+
+SILENCE = math.log(1e-10)  # log-mel of digital silence
+
+
+def _layer_norm_fp32(self, x):
+    """LayerNorm in float32 whatever the input: under bfloat16 autocast this PyTorch (1.13) feeds
+    bf16 activations to LayerNorm with fp32 weights and fails; for fp32 input it is unchanged."""
+    return F.layer_norm(x.float(), self.normalized_shape, self.weight, self.bias, self.eps)
+
+
+ref.LayerNorm.forward = _layer_norm_fp32
+
+
+def log(exp, msg):
+    line = time.strftime("%H:%M:%S ") + msg
+    print(line, flush=True)
+    with open(os.path.join(exp, "train.log"), "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
+def load_split(d):
+    idx = [json.loads(l) for l in open(os.path.join(d, "index.jsonl"), encoding="utf-8")]
+    feats = np.load(os.path.join(d, "feats.npy"), mmap_mode="r")
+    return idx, feats
+
+
+def sizes(a):
+    return types.SimpleNamespace(
+        layers=a.layers, d_model=a.d_model, heads=a.heads, ffn=a.ffn, cgmlp=a.cgmlp,
+        cgmlp_kernel=a.cgmlp_kernel, merge_kernel=a.merge_kernel, prompt_layers=a.prompt_layers,
+        prompt_d=a.d_model, prompt_heads=a.heads, prompt_ffn=a.prompt_ffn,
+        cross_layers=a.cross_layers, interctc=a.interctc, n_mels=80)
+
+
+def make_config(a, token_list):
+    cfg = ref.build_config(sizes(a), token_list, "bpe.model", "feats_stats.npz")
+    cfg["preprocessor_conf"]["speech_length"] = a.window
+    cfg["preprocessor_conf"]["speech_init_silence"] = a.window
+    cfg["preprocessor_conf"]["text_prev_apply_prob"] = 0.0
+    cfg["preprocessor_conf"]["lang_apply_prob"] = 1.0 - a.nolang_prob
+    cfg["model_conf"]["interctc_weight"] = a.interctc_weight
+    cfg["specaug"] = "specaug"
+    cfg["specaug_conf"] = {"num_freq_mask": 2, "freq_mask_width_range": [0, a.freq_mask],
+                           "num_time_mask": 2, "time_mask_width_ratio_range": [0.0, 0.05]}
+    cfg["optim"] = "adam"
+    cfg["optim_conf"] = {"lr": a.lr, "betas": [0.9, 0.98]}
+    cfg["scheduler"] = "warmup_cosine"
+    cfg["scheduler_conf"] = {"warmup_steps": a.warmup, "max_steps": a.max_steps}
+    cfg["batch_size"] = a.batch
+    return cfg
+
+
+def feats_stats(idx, feats, path):
+    """ESPnet's feats_stats.npz (count, sum, sum_square) over the training utterances' frames."""
+    s = np.zeros(80, np.float64)
+    s2 = np.zeros(80, np.float64)
+    n = 0
+    for m in idx:
+        x = np.asarray(feats[m["offset"]:m["offset"] + m["frames"]], dtype=np.float64)
+        s += x.sum(0)
+        s2 += (x * x).sum(0)
+        n += x.shape[0]
+    np.savez(path, count=np.int64(n), sum=s.astype(np.float32), sum_square=s2.astype(np.float32))
+
+
+class Batcher:
+    def __init__(self, a, idx, feats, sp, tl, mean, std, rng):
+        self.a, self.feats, self.sp, self.rng = a, feats, sp, rng
+        self.tid = {t: i for i, t in enumerate(tl)}
+        self.tw = 1 + int(a.window * 16000) // 160
+        self.mean = torch.from_numpy(mean)
+        self.std = torch.from_numpy(std)
+        self.idx = [m for m in idx if m["frames"] <= self.tw]
+        self.dropped = len(idx) - len(self.idx)
+        self.order = []
+        self.cache = {}
+
+    def ids(self, text):
+        out = []
+        for s in self.sp.EncodeAsIds(text):
+            out.append(1 if s == 0 else s - 1)  # token id = sp id - 1 (sp 0 <unk> -> 1)
+        return out
+
+    def enc(self, text):
+        v = self.cache.get(text)
+        if v is None:
+            v = self.cache[text] = self.ids(text)
+        return v
+
+    def window(self, m, lead):
+        x = torch.full((self.tw, 80), SILENCE)
+        f = torch.from_numpy(np.asarray(self.feats[m["offset"]:m["offset"] + m["frames"]], dtype=np.float32))
+        x[lead:lead + f.shape[0]] = f
+        return (x - self.mean) / self.std
+
+    def specaug(self, x, lead, n):
+        """Masks inside the utterance only: the silence around it stays digital silence, as at
+        inference (and identical in every sample, which the cropped subsampling relies on)."""
+        a, rng = self.a, self.rng
+        for _ in range(2):
+            w = rng.randint(0, a.freq_mask)
+            f0 = rng.randint(0, 80 - w)
+            x[lead:lead + n, f0:f0 + w] = 0.0
+        for _ in range(2):
+            w = rng.randint(0, max(1, int(0.05 * n)))
+            t0 = rng.randint(0, max(1, n - w))
+            x[lead + t0:lead + t0 + w, :] = 0.0
+        return x
+
+    def epoch_order(self):
+        """Shuffled batches of similar lengths (the cropped subsampling costs the longest one)."""
+        order = list(range(len(self.idx)))
+        self.rng.shuffle(order)
+        chunk = self.a.batch * 50
+        out = []
+        for k in range(0, len(order), chunk):
+            part = sorted(order[k:k + chunk], key=lambda i: self.idx[i]["frames"])
+            bs = [part[j:j + self.a.batch] for j in range(0, len(part), self.a.batch)]
+            self.rng.shuffle(bs)
+            out += [i for b in bs for i in reversed(b)]
+        return out
+
+    def task_of(self, m):
+        """(task token, target text) for one sample."""
+        if self.rng.random() < self.a.st_prob:
+            cands = [l for l in m["pair"] if f"<st_{l}>" in self.tid]
+            if cands:
+                l = cands[self.rng.randrange(len(cands))]
+                return self.tid[f"<st_{l}>"], m["pair"][l]
+        return self.tid["<asr>"], m["text"]
+
+    def next(self, train=True, ms=None, task=None, nolang=None):
+        a = self.a
+        if ms is None:
+            if not self.order:
+                self.order = self.epoch_order()
+            ms = [self.idx[self.order.pop()] for _ in range(min(a.batch, len(self.order)))]
+        xs, prefix, fin, inter, spans = [], [], [], [], []
+        for m in ms:
+            lead = self.rng.randint(0, self.tw - m["frames"]) if train else 0
+            x = self.window(m, lead)
+            if train:
+                x = self.specaug(x, lead, m["frames"])
+            xs.append(x)
+            spans.append((lead, m["frames"]))
+            lang = self.tid[f"<{m['lang']}>"]
+            if task is None:
+                tk, tgt = self.task_of(m) if train else (self.tid["<asr>"], m["text"])
+            else:
+                tk, tgt = task
+            nl = (self.rng.random() < a.nolang_prob) if nolang is None else nolang
+            prefix.append([self.tid["<nolang>"] if nl else lang, tk])
+            fin.append([lang, tk] + self.enc(tgt))
+            inter.append([lang, tk] + self.enc(m["text"]))
+        self.spans = spans
+        return torch.stack(xs), torch.tensor(prefix), fin, inter, ms
+
+
+def install_cropped_subsampling(model, silence_frame):
+    """Make conv2d8 skip the silence around each utterance, with the same result.
+
+    An output frame j of the three 3x3 stride-2 convolutions sees input frames 8j .. 8j+14. Every
+    output frame whose input is all silence equals one constant vector c (the silence frame is
+    the same in every sample), so only the frames that touch the utterance are computed, on a crop
+    starting at a multiple of 8 (so crop frame j' is window frame s/8 + j' exactly), and the rest
+    are c. Gradients flow through both. Set `embed.spans` to the (lead, frames) list of the batch
+    before a forward; with spans None the plain reference forward runs."""
+    emb = model.encoder.embed
+    plain = emb.forward
+    emb.spans = None
+
+    def fwd(x, prefix_embeds):
+        spans = emb.spans
+        if spans is None:
+            return plain(x, prefix_embeds)
+        B, T, Fm = x.shape
+        t3 = T
+        for _ in range(3):
+            t3 = (t3 - 3) // 2 + 1
+        lo, hi = [], []
+        for lead, n in spans:
+            lo.append(max(0, -((14 - lead) // 8)))  # ceil((lead - 14) / 8)
+            hi.append(min(t3 - 1, (lead + n - 1) // 8))
+        K = max(h - l + 1 for l, h in zip(lo, hi))
+        starts = [min(l, t3 - K) for l in lo]
+        Lc = 8 * (K - 1) + 15
+        crop = torch.stack([x[i, 8 * s0:8 * s0 + Lc] for i, s0 in enumerate(starts)])
+        sil = silence_frame.to(x.dtype).view(1, 1, Fm).expand(1, Lc, Fm)
+        both = emb.conv(torch.cat([crop, sil]).unsqueeze(1))
+        y, c = both[:B], both[B:, :, :1]  # (B, d, K, f'), (1, d, 1, f')
+        rows = []
+        for i, s0 in enumerate(starts):
+            parts = []
+            if s0 > 0:
+                parts.append(c[0].expand(-1, s0, -1))
+            parts.append(y[i])
+            if s0 + K < t3:
+                parts.append(c[0].expand(-1, t3 - s0 - K, -1))
+            rows.append(torch.cat(parts, dim=1))
+        h = torch.stack(rows)  # (B, d, t3, f')
+        b, ch, t, f = h.size()
+        h = emb.out(h.transpose(1, 2).contiguous().view(b, t, ch * f))
+        if prefix_embeds is not None:
+            h = torch.cat([prefix_embeds.to(h.dtype), h], dim=1)
+        return emb.pos_enc(h)
+
+    emb.forward = fwd
+
+
+def ctc_loss(logits, targets):
+    lp = logits.log_softmax(-1).transpose(0, 1)  # (T, B, V)
+    T, B = lp.shape[0], lp.shape[1]
+    tl = torch.tensor([len(t) for t in targets])
+    flat = torch.tensor([i for t in targets for i in t])
+    loss = F.ctc_loss(lp, flat, torch.full((B,), T, dtype=torch.long), tl, blank=0,
+                      reduction="sum", zero_infinity=True)
+    return loss / B
+
+
+def forward_loss(model, hp, a, x, prefix, fin, inter, na):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+        enc, inters = model.encode(x, [[na]] * x.size(0), prefix)
+        logits = model.ctc.ctc_lo(enc)
+        logits_i = [model.ctc.ctc_lo(h) for _, h in inters]
+    loss_f = ctc_loss(logits.float(), fin)
+    if inters:
+        loss_i = sum(ctc_loss(li.float(), inter) for li in logits_i) / len(inters)
+        return (1 - a.interctc_weight) * loss_f + a.interctc_weight * loss_i, loss_f, loss_i
+    return loss_f, loss_f, loss_f
+
+
+def greedy(ids_row):
+    out, prev = [], -1
+    for i in ids_row:
+        if i != prev and i != 0:
+            out.append(i)
+        prev = i
+    return out
+
+
+def edit_distance(r, h):
+    d = list(range(len(h) + 1))
+    for i in range(1, len(r) + 1):
+        prev, d[0] = d[0], i
+        for j in range(1, len(h) + 1):
+            cur = d[j]
+            d[j] = min(d[j] + 1, d[j - 1] + 1, prev + (r[i - 1] != h[j - 1]))
+            prev = cur
+    return d[len(h)]
+
+
+@torch.no_grad()
+def validate(model, hp, a, bat, dev_idx, tl, sp, na):
+    model.eval()
+    model.encoder.embed.spans = None
+    errs = chars = lid_ok = n = 0
+    lang_ids = {i for i, t in enumerate(tl[4:155], 4)}
+    for k in range(0, len(dev_idx), a.batch):
+        ms = dev_idx[k:k + a.batch]
+        for nolang in (False, True):
+            x, prefix, _, _, _ = bat.next(train=False, ms=ms, nolang=nolang)
+            enc, _ = model.encode(x, [[na]] * x.size(0), prefix)
+            am = model.ctc.ctc_lo(enc).argmax(-1)
+            for m, row in zip(ms, am.tolist()):
+                hyp = greedy(row)
+                if nolang:
+                    first = next((i for i in hyp if i in lang_ids), None)
+                    lid_ok += first is not None and tl[first] == f"<{m['lang']}>"
+                    n += 1
+                else:
+                    pieces = [tl[i] for i in hyp if not (tl[i].startswith("<") and tl[i].endswith(">"))]
+                    text = sp.DecodePieces(pieces)
+                    ref_c = m["text"].replace(" ", "")
+                    errs += edit_distance(ref_c, text.replace(" ", ""))
+                    chars += len(ref_c)
+    model.train()
+    return errs / max(1, chars), lid_ok / max(1, n)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train", required=True)
+    ap.add_argument("--dev", required=True)
+    ap.add_argument("--tok", required=True)
+    ap.add_argument("--exp", required=True)
+    ap.add_argument("--layers", type=int, default=6)
+    ap.add_argument("--d-model", dest="d_model", type=int, default=128)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--ffn", type=int, default=512)
+    ap.add_argument("--cgmlp", type=int, default=512)
+    ap.add_argument("--cgmlp-kernel", dest="cgmlp_kernel", type=int, default=15)
+    ap.add_argument("--merge-kernel", dest="merge_kernel", type=int, default=15)
+    ap.add_argument("--prompt-layers", dest="prompt_layers", type=int, default=1)
+    ap.add_argument("--prompt-ffn", dest="prompt_ffn", type=int, default=256)
+    ap.add_argument("--cross-layers", dest="cross_layers", type=ref._ilist, default=[3, 6])
+    ap.add_argument("--interctc", type=ref._ilist, default=[2, 4])
+    ap.add_argument("--window", type=float, default=6.0, help="speech_length in seconds")
+    ap.add_argument("--batch", type=int, default=24)
+    ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--max-steps", dest="max_steps", type=int, default=3600)
+    ap.add_argument("--max-minutes", dest="max_minutes", type=float, default=0.0)
+    ap.add_argument("--st-prob", dest="st_prob", type=float, default=0.3)
+    ap.add_argument("--nolang-prob", dest="nolang_prob", type=float, default=0.5)
+    ap.add_argument("--interctc-weight", dest="interctc_weight", type=float, default=0.5)
+    ap.add_argument("--freq-mask", dest="freq_mask", type=int, default=10)
+    ap.add_argument("--ckpt-every", dest="ckpt_every", type=int, default=200)
+    ap.add_argument("--valid-every", dest="valid_every", type=int, default=500)
+    ap.add_argument("--valid-utts", dest="valid_utts", type=int, default=15, help="dev utterances per language")
+    ap.add_argument("--no-bf16", dest="bf16", action="store_false",
+                    help="train in float32 (default: bfloat16 autocast, float32 weights)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    os.makedirs(a.exp, exist_ok=True)
+
+    import sentencepiece
+    sp = sentencepiece.SentencePieceProcessor()
+    sp.Load(os.path.join(a.tok, "bpe.model"))
+    tl = [l.rstrip("\n") for l in open(os.path.join(a.tok, "tokens.txt"), encoding="utf-8")]
+    idx, feats = load_split(a.train)
+    dev_idx, dev_feats = load_split(a.dev)
+    stats = os.path.join(a.exp, "feats_stats.npz")
+    if not os.path.exists(stats):
+        feats_stats(idx, feats, stats)
+    mean, std = ref.global_mvn_stats(stats)
+    cfg = make_config(a, tl)
+    hp = ref.HParams(cfg)
+    import shutil
+    import yaml
+    with open(os.path.join(a.exp, "config.yaml"), "w", encoding="utf-8") as f:
+        yaml.safe_dump(cfg, f, allow_unicode=True, default_flow_style=False, sort_keys=False)
+    shutil.copyfile(os.path.join(a.tok, "bpe.model"), os.path.join(a.exp, "bpe.model"))
+
+    torch.manual_seed(a.seed)
+    model = ref.OwsmCtcModel(hp)
+    mel = ref.slaney_mel_matrix(hp.fs, hp.n_fft, hp.n_mels, hp.fmin, hp.fmax)
+    model.frontend.logmel.melmat.copy_(torch.from_numpy(mel.T.copy()))
+    model.normalize.mean.copy_(torch.from_numpy(mean))
+    model.normalize.std.copy_(torch.from_numpy(std))
+    n_par = sum(p.numel() for p in model.parameters())
+    install_cropped_subsampling(model, (torch.full((80,), SILENCE) - torch.from_numpy(mean)) / torch.from_numpy(std))
+    opt = torch.optim.Adam(model.parameters(), lr=a.lr, betas=(0.9, 0.98), eps=1e-9)
+
+    def lr_at(step):
+        if step < a.warmup:
+            return a.lr * (step + 1) / a.warmup
+        p = min(1.0, (step - a.warmup) / max(1, a.max_steps - a.warmup))
+        return a.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * p)))
+
+    rng = random.Random(a.seed)
+    bat = Batcher(a, idx, feats, sp, tl, mean, std, rng)
+    dbat = Batcher(a, dev_idx, dev_feats, sp, tl, mean, std, random.Random(0))
+    per_lang = {}
+    for m in dbat.idx:
+        per_lang.setdefault(m["lang"], []).append(m)
+    dev_sub = [m for l in sorted(per_lang) for m in per_lang[l][:a.valid_utts]]
+
+    ck = os.path.join(a.exp, "checkpoint.pt")
+    step, spent, best = 0, 0.0, float("inf")
+    if os.path.exists(ck):
+        st = torch.load(ck, map_location="cpu", weights_only=False)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        step, spent, best = st["step"], st["spent"], st["best"]
+        rng.setstate(st["rng"])
+        torch.set_rng_state(st["torch_rng"])
+        log(a.exp, f"resumed at step {step} ({spent / 60:.1f} min trained, best dev CER {best:.4f})")
+    else:
+        log(a.exp, f"{n_par} parameters, vocab {len(tl)}, {len(bat.idx)} training utterances "
+                   f"({bat.dropped} longer than {a.window} s left out), window {bat.tw} frames")
+
+    def save():
+        st = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "spent": spent,
+              "best": best, "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}
+        torch.save(st, ck + ".tmp")
+        os.replace(ck + ".tmp", ck)
+
+    na = hp.ids["na"]
+    model.train()
+    t_start = time.time()
+    spent0 = spent
+    run = {"loss": 0.0, "f": 0.0, "i": 0.0, "n": 0}
+    while step < a.max_steps:
+        if a.max_minutes and time.time() - t_start > a.max_minutes * 60:
+            log(a.exp, f"--max-minutes {a.max_minutes} reached at step {step}; rerun to resume")
+            break
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        x, prefix, fin, inter, _ = bat.next()
+        model.encoder.embed.spans = bat.spans
+        loss, lf, li = forward_loss(model, hp, a, x, prefix, fin, inter, na)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        if torch.isfinite(gn):
+            opt.step()
+        step += 1
+        spent = spent0 + time.time() - t_start
+        run["loss"] += loss.item()
+        run["f"] += lf.item()
+        run["i"] += li.item()
+        run["n"] += 1
+        if step % 50 == 0:
+            n = run["n"]
+            log(a.exp, f"step {step} loss {run['loss'] / n:.2f} (final {run['f'] / n:.2f}, inter "
+                       f"{run['i'] / n:.2f}) lr {lr_at(step):.2e} {spent / step:.2f} s/step")
+            run = {"loss": 0.0, "f": 0.0, "i": 0.0, "n": 0}
+        if step % a.valid_every == 0 or step == a.max_steps:
+            cer, lid = validate(model, hp, a, dbat, dev_sub, tl, sp, na)
+            log(a.exp, f"step {step} dev CER {cer * 100:.2f} % LID {lid * 100:.1f} % ({len(dev_sub)} utterances)")
+            if cer < best:
+                best = cer
+                torch.save(model.state_dict(), os.path.join(a.exp, "best.pth"))
+        if step % a.ckpt_every == 0:
+            save()
+    save()
+    torch.save(model.state_dict(), os.path.join(a.exp, "last.pth"))
+    if not os.path.exists(os.path.join(a.exp, "best.pth")):
+        torch.save(model.state_dict(), os.path.join(a.exp, "best.pth"))
+    log(a.exp, f"stopped at step {step}, {spent / 60:.1f} min, best dev CER {best * 100:.2f} %")
+
+
+if __name__ == "__main__":
+    main()

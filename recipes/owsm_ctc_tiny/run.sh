@@ -1,0 +1,139 @@
+#!/bin/sh
+# Recipe: a small multilingual OWSM-CTC model trained from scratch on synthetic speech.
+#
+#   sh recipes/owsm_ctc_tiny/run.sh                 all stages (about 2.5 h on 2 cores)
+#   STAGE=4 STOP_STAGE=4 sh recipes/owsm_ctc_tiny/run.sh   one stage (training resumes itself)
+#   SMOKE=1 WORK=/tmp/x sh recipes/owsm_ctc_tiny/run.sh    a few sentences, a few steps (CI)
+#
+# Stages (each one reads what the previous ones wrote under $WORK):
+#   0 tools     check (and as root, install) espeak-ng, kakasi, opencc, sentencepiece, torch
+#   1 text      Tatoeba pairs -> train/dev/test split (+ our own sentences), normalised
+#   2 synth     espeak-ng speech: training renditions with seen voice variants and augmentation,
+#               dev with seen variants, test with held-out variants (clean, WAV kept)
+#   3 tokenizer spm_train unigram model and the OWSM token list
+#   4 train     tests/ref/owsm_ctc.py model, CTC + inter-CTC, checkpoints, resumable
+#   5 export    best checkpoint -> ESPnet layout -> tools/convert_owsm_ctc.py -> GGUF (f16)
+#   6 evaluate  `cochlea transcribe` on the test set: CER/WER, LID, BLEU -> RESULTS.md
+#   7 samples   our own sentences, spoken by held-out voices -> samples/*.wav
+#
+# Environment: WORK (default recipes/owsm_ctc_tiny/work), DATA (../shared/data/tatoeba beside the
+# repository), NJ (parallel jobs, default: CPUs), COCHLEA (the program, default build/cochlea),
+# TRAIN_ARGS (extra train.py options), TRAIN_MINUTES (stop training after this many minutes;
+# rerun stage 4 to continue), INSTALL=1 (stage 5 copies the model to models/, stage 7 writes
+# samples/; off by default so that a rerun never overwrites the committed files by accident).
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+PY=${PYTHON:-/usr/bin/python3}
+[ -x "$PY" ] || PY=python3
+WORK=${WORK:-$here/work}
+DATA=${DATA:-$top/../shared/data/tatoeba}
+NJ=${NJ:-$(nproc 2>/dev/null || echo 2)}
+STAGE=${STAGE:-0}
+STOP_STAGE=${STOP_STAGE:-7}
+SMOKE=${SMOKE:-0}
+INSTALL=${INSTALL:-0}
+COCHLEA=${COCHLEA:-$top/build/cochlea}
+TRAIN_ARGS=${TRAIN_ARGS:-}
+TRAIN_MINUTES=${TRAIN_MINUTES:-0}
+L="$here/local"
+
+if [ "$SMOKE" = 1 ]; then
+    # a few sentences per language, a tiny network, a few steps: checks every stage runs
+    text_opts="--max-pairs 6 --dev 1 --test 1"
+    synth_train="--renditions 1 --eng-renditions 1 --own-renditions 1"
+    vocab=400
+    train_opts="--layers 2 --d-model 32 --heads 2 --ffn 64 --cgmlp 64 --prompt-ffn 32 --cross-layers 2 --interctc 1 --batch 4 --max-steps 6 --warmup 2 --valid-every 3 --ckpt-every 3 --valid-utts 1"
+else
+    text_opts=""
+    synth_train="--renditions 2 --eng-renditions 1 --own-renditions 12"
+    vocab=4000
+    train_opts=""
+fi
+
+stage() { [ "$STAGE" -le "$1" ] && [ "$STOP_STAGE" -ge "$1" ]; }
+say() { echo "run.sh: stage $*" >&2; }
+mkdir -p "$WORK"
+
+if stage 0; then
+    say "0: tools"
+    missing=
+    for c in espeak-ng:espeak-ng kakasi:kakasi opencc:opencc spm_train:sentencepiece; do
+        command -v "${c%%:*}" >/dev/null 2>&1 || missing="$missing ${c#*:}"
+    done
+    for m in torch:python3-torch numpy:python3-numpy yaml:python3-yaml sentencepiece:python3-sentencepiece; do
+        "$PY" -c "import ${m%%:*}" 2>/dev/null || missing="$missing ${m#*:}"
+    done
+    if [ -n "$missing" ]; then
+        if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+        else
+            echo "run.sh: missing Debian packages:$missing" >&2
+            exit 1
+        fi
+    fi
+    [ -d "$DATA" ] || { echo "run.sh: no text data at $DATA (set DATA=)" >&2; exit 1; }
+fi
+
+if stage 1; then
+    say "1: text"
+    # shellcheck disable=SC2086
+    "$PY" "$L/text.py" "$DATA" "$here/sentences.tsv" "$WORK/text" $text_opts
+fi
+
+if stage 2; then
+    say "2: synth"
+    # shellcheck disable=SC2086
+    "$PY" "$L/synth.py" "$WORK/text/train.jsonl" "$WORK/train" $synth_train \
+        --own "$WORK/text/own.jsonl" --augment --nj "$NJ" --seed 1
+    "$PY" "$L/synth.py" "$WORK/text/dev.jsonl" "$WORK/dev" --renditions 1 --eng-renditions 1 --nj "$NJ" --seed 2
+    "$PY" "$L/synth.py" "$WORK/text/test.jsonl" "$WORK/test" --voices test --renditions 1 \
+        --eng-renditions 1 --wav --nj "$NJ" --seed 1
+fi
+
+if stage 3; then
+    say "3: tokenizer"
+    "$PY" "$L/tokenizer.py" "$WORK/text" "$WORK/tok" --vocab "$vocab"
+fi
+
+if stage 4; then
+    say "4: train"
+    # shellcheck disable=SC2086
+    "$PY" "$L/train.py" --train "$WORK/train" --dev "$WORK/dev" --tok "$WORK/tok" --exp "$WORK/exp" \
+        --max-minutes "$TRAIN_MINUTES" $train_opts $TRAIN_ARGS
+fi
+
+if stage 5; then
+    say "5: export"
+    ck="$WORK/export/ckpt"
+    mkdir -p "$ck"
+    cp "$WORK/exp/config.yaml" "$WORK/exp/bpe.model" "$WORK/exp/feats_stats.npz" "$ck/"
+    cp "$WORK/exp/best.pth" "$ck/model.pth"
+    "$PY" "$top/tools/convert_owsm_ctc.py" "$ck" "$WORK/export/owsm-ctc-tiny.gguf" --type f16 --name owsm-ctc-tiny
+    size=$(wc -c <"$WORK/export/owsm-ctc-tiny.gguf")
+    echo "run.sh: model $WORK/export/owsm-ctc-tiny.gguf: $size bytes" >&2
+    if [ "$size" -gt 31457280 ]; then
+        echo "run.sh: the model is larger than 30 MiB" >&2
+        exit 1
+    fi
+    if [ "$INSTALL" = 1 ]; then
+        cp "$WORK/export/owsm-ctc-tiny.gguf" "$top/models/owsm-ctc-tiny.gguf"
+        echo "run.sh: installed $top/models/owsm-ctc-tiny.gguf" >&2
+    fi
+fi
+
+if stage 6; then
+    say "6: evaluate"
+    [ -x "$COCHLEA" ] || { echo "run.sh: $COCHLEA not built (sh quickstart.sh, or set COCHLEA=)" >&2; exit 1; }
+    "$PY" "$L/evaluate.py" "$WORK/export/owsm-ctc-tiny.gguf" "$WORK/test" "$WORK/eval" --cochlea "$COCHLEA" --threads "$NJ"
+fi
+
+if stage 7; then
+    say "7: samples"
+    out="$WORK/samples"
+    [ "$INSTALL" = 1 ] && out="$top/samples"
+    "$PY" "$L/samples.py" "$here/samples.tsv" "$WORK/text/own.jsonl" "$out"
+fi
+echo "run.sh: done ($WORK)" >&2
