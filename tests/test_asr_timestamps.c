@@ -591,7 +591,21 @@ START_TEST(test_long_form_layout)
     ck_assert_int_eq(l.long_form, 0);
     ck_assert_int_eq(l.keep1, 376);
     ck_assert_int_eq(tr_layout_plan(16000, 160, 480000, 376, 480001, 15.0, &l), COCHLEA_EINVAL);
-    ck_assert_int_eq(tr_layout_plan(16000, 160, 480000, 376, 480001, -1.0, &l), COCHLEA_EINVAL);
+    ck_assert_int_eq(tr_layout_plan(16000, 160, 480000, 376, 480001, NAN, &l), COCHLEA_EINVAL);
+    /* a negative context is the default: 4 s for a 30 s window ... */
+    ck_assert_int_eq(tr_layout_plan(16000, 160, 480000, 376, 1600000, -1.0, &l), COCHLEA_OK);
+    ck_assert_int_eq(l.hop, 352000);
+    ck_assert_int_eq(l.pad, 64000);
+    ck_assert_int_eq(l.keep0, 50);
+    /* ... and 2/15 of a shorter one: 0.8 s of a 6 s window (hop 4.4 s, keep [10, 65)) */
+    ck_assert_int_eq(tr_layout_plan(16000, 160, 96000, 76, 200000, -1.0, &l), COCHLEA_OK);
+    ck_assert_int_eq(l.long_form, 1);
+    ck_assert_int_eq(l.hop, 70400);
+    ck_assert_int_eq(l.pad, 12800);
+    ck_assert_int_eq(l.keep0, 10);
+    ck_assert_int_eq(l.keep1, 65);
+    /* 4 s of context does not fit a 6 s window */
+    ck_assert_int_eq(tr_layout_plan(16000, 160, 96000, 76, 200000, 4.0, &l), COCHLEA_EINVAL);
     ck_assert_int_eq(tr_layout_plan(0, 160, 480000, 376, 480001, 4.0, &l), COCHLEA_EINVAL);
     ck_assert_int_eq(tr_layout_plan(16000, 160, 480000, 376, 480001, 4.0, NULL), COCHLEA_EINVAL);
 }
