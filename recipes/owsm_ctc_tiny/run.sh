@@ -48,7 +48,7 @@ if [ "$SMOKE" = 1 ]; then
 else
     text_opts=""
     synth_train="--renditions 2 --eng-renditions 1 --own-renditions 12"
-    vocab=12000
+    vocab=6000
     train_opts=""
 fi
 

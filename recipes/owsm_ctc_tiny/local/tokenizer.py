@@ -38,7 +38,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("text")
     ap.add_argument("out")
-    ap.add_argument("--vocab", type=int, default=12000, help="SentencePiece vocabulary (incl. specials)")
+    ap.add_argument("--vocab", type=int, default=6000, help="SentencePiece vocabulary (incl. specials)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     corpus = os.path.join(a.out, "corpus.txt")

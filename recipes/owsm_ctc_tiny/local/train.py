@@ -333,7 +333,7 @@ def main():
     ap.add_argument("--prompt-layers", dest="prompt_layers", type=int, default=1)
     ap.add_argument("--prompt-ffn", dest="prompt_ffn", type=int, default=256)
     ap.add_argument("--cross-layers", dest="cross_layers", type=ref._ilist, default=[3, 6])
-    ap.add_argument("--interctc", type=ref._ilist, default=[2, 4])
+    ap.add_argument("--interctc", type=ref._ilist, default=[3])
     ap.add_argument("--window", type=float, default=6.0, help="speech_length in seconds")
     ap.add_argument("--batch", type=int, default=24)
     ap.add_argument("--lr", type=float, default=1.5e-3)
