@@ -90,14 +90,23 @@ if [ "$mode" = check ]; then
     exit $status
 fi
 
-# The main job: transcribe the bundled sample with the embedded default model.
+# The main job: transcribe the bundled samples with the embedded default model
+# (models/owsm-ctc-tiny.gguf, trained by recipes/owsm_ctc_tiny on synthetic speech).
 echo
 ./cochlea --version
-if ./cochlea help 2>/dev/null | grep -q '^  transcribe '; then
-    ./cochlea transcribe "$top/samples/"*.wav
-else
+tab=$(printf '\t')
+while IFS="$tab" read -r file lang task expected; do
+    case "$file" in '#'* | '') continue ;; esac
     echo
-    echo "quickstart: built $BUILD_DIR/cochlea. There is no embedded default speech model yet, so"
-    echo "there is nothing to transcribe: 'cochlea transcribe' arrives with the OWSM-CTC issues."
-    echo "Try: $BUILD_DIR/cochlea help"
-fi
+    if [ "$task" = asr ]; then
+        echo "== samples/$file (language: auto)"
+        ./cochlea transcribe -l auto "$top/samples/$file"
+    else
+        echo "== samples/$file (translation: $lang -> ${task#st_})"
+        ./cochlea transcribe -l "$lang" --task "$task" "$top/samples/$file"
+    fi
+    echo "   (the recipe's text: $expected)"
+done <"$top/samples/expected.tsv"
+echo
+echo "quickstart: the default model is small and still undertrained (recipes/owsm_ctc_tiny/RESULTS.md);"
+echo "quickstart: more in README.md ('cochlea transcribe --help', your own audio: $BUILD_DIR/cochlea transcribe FILE)"

@@ -5,12 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "asr/lang.h"
 #include "asr/timestamps.h"
 #include "asr/writers.h"
 #include "cli.h"
 #include "frontend/fbank.h"
+#include "model_path.h"
 #include "progress.h"
 
 #define CMD "transcribe"
@@ -18,7 +20,7 @@
 #define MAX_CANDIDATES 151
 
 static const char usage[] =
-    "usage: cochlea transcribe -m MODEL [options] FILE...\n"
+    "usage: cochlea transcribe [-m MODEL] [options] FILE...\n"
     "\n"
     "Recognise (or translate) speech with an OWSM-CTC model. Any audio format libsndfile reads is\n"
     "accepted (- reads standard input) and resampled to the model's rate. Audio up to one window\n"
@@ -26,7 +28,9 @@ static const char usage[] =
     "decoded in overlapping windows (ESPnet's long-form slicing).\n"
     "Several files are decoded in one run with the model loaded once.\n"
     "\n"
-    "  -m, --model FILE       OWSM-CTC model (.gguf, from tools/convert_owsm_ctc.py)\n"
+    "  -m, --model FILE       OWSM-CTC model (.gguf, from tools/convert_owsm_ctc.py); default: the\n"
+    "                         embedded owsm-ctc-tiny model, see README ($COCHLEA_MODEL overrides\n"
+    "                         it; -v names the file used)\n"
     "  -l, --lang LANG        source language: eng, en, english, <eng>...; auto (default) decodes\n"
     "                         with <nolang> and the model names the language itself\n"
     "  --task asr|st|st_XXX   recognition (default) or translation\n"
@@ -76,6 +80,7 @@ typedef struct opts {
     double context, max_duration, split_gap;
     long max_len;
     enum cochlea_precision precision;
+    char default_model[4096]; /* the default model's path when -m is not given */
 } opts;
 
 static int needs_value(const char *a)
@@ -87,6 +92,30 @@ static int needs_value(const char *a)
     for (size_t i = 0; i < sizeof with_value / sizeof *with_value; i++)
         if (strcmp(a, with_value[i]) == 0)
             return 1;
+    return 0;
+}
+
+/* No -m: the default model (model_path.h), into o->c.model; 0, or 2 (usage error printed). */
+static int find_default_model(opts *o)
+{
+    model_path_search s;
+    int st = model_path_find(MODEL_PATH_DEFAULT_NAME, &s);
+    if (st == MODEL_PATH_ENV_MISSING)
+        return cli_usage_error(CMD, "%s=%s: %s; point it at an OWSM-CTC .gguf file, unset it, or pass -m MODEL.gguf",
+                               MODEL_PATH_ENV, s.path, access(s.path, F_OK) == 0 ? "not a regular file" : "no such file");
+    if (st != MODEL_PATH_FOUND) {
+        fprintf(stderr, "cochlea: error: no model given (-m) and the default model %s was not found; tried:\n",
+                MODEL_PATH_DEFAULT_NAME);
+        for (int i = 0; i < s.n_tried; i++)
+            fprintf(stderr, "  %s\n", s.tried[i]);
+        fprintf(stderr, "pass -m MODEL.gguf (or set %s=MODEL.gguf)\n(run 'cochlea help %s' for usage)\n",
+                MODEL_PATH_ENV, CMD);
+        return 2;
+    }
+    snprintf(o->default_model, sizeof o->default_model, "%s", s.path);
+    o->c.model = o->default_model;
+    if (o->c.verbose)
+        fprintf(stderr, "cochlea: %s: model: %s (default)\n", CMD, o->c.model);
     return 0;
 }
 
@@ -181,8 +210,6 @@ static int parse(opts *o, int argc, char **argv)
     }
     if (o->list_langs)
         return 0;
-    if (!o->c.model)
-        return cli_usage_error(CMD, "no model given (-m MODEL.gguf)");
     if (!o->n_inputs && !o->features)
         return cli_usage_error(CMD, "no input file given");
     if (o->n_inputs && o->features)
@@ -201,6 +228,8 @@ static int parse(opts *o, int argc, char **argv)
         for (int j = 0; j < i; j++)
             if (strcmp(o->inputs[i], "-") == 0 && strcmp(o->inputs[j], "-") == 0)
                 return cli_usage_error(CMD, "standard input (-) can be read only once");
+    if (!o->c.model)
+        return find_default_model(o);
     return 0;
 }
 

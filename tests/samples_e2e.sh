@@ -1,0 +1,109 @@
+#!/bin/sh
+# End-to-end tests of the embedded default model (models/owsm-ctc-tiny.gguf) on the committed
+# samples (samples/*.wav, written by recipes/owsm_ctc_tiny stage 7 from our own sentences, spoken
+# by voice variants that were never used in training). `cochlea transcribe` runs without -m, so
+# the default-model lookup is part of what is tested. Each sample is decoded with its language
+# given and with --lang auto (language identification).
+#
+# The issue's goal is every sample exact, the language right and the translation right. The
+# shipped model is not there yet (recipes/owsm_ctc_tiny/RESULTS.md), so until it is, the test
+# holds the model to what it measurably does, and fails when the engine, the frontend, the lookup
+# or the model file get worse:
+#   - every run exits 0 and prints text;
+#   - at least MIN_EXACT samples come out exactly as samples/expected.tsv says (language given);
+#   - the character error rate over the recognition samples (recipes' score.py: normalised,
+#     spaces removed, edits summed over samples) is at most MAX_CER percent, language given;
+#   - --lang auto names the right language for at least MIN_LID samples.
+# The bounds are the shipped model's measurements with a small margin (see RESULTS.md); raise
+# them whenever a better model is shipped, up to "all exact" (MIN_EXACT = number of samples).
+# Environment (from make check): top_srcdir, COCHLEA, PYTHON.
+: "${top_srcdir:=.}" "${COCHLEA:=./cochlea}" "${PYTHON:=/usr/bin/python3}"
+
+# the shipped model (2026-11-27): 2 of 7 exact (eng, and the German sample read back in German
+# under --lang auto is not counted), CER 30.7 % over the six recognition samples, LID 6 of 7
+MIN_EXACT=1
+MAX_CER=36
+MIN_LID=6
+
+s="$top_srcdir/samples"
+if [ ! -f "$top_srcdir/models/owsm-ctc-tiny.gguf" ] || [ ! -f "$s/expected.tsv" ]; then
+    echo "FAIL: models/owsm-ctc-tiny.gguf or samples/expected.tsv missing"
+    exit 1
+fi
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/cochlea_samples.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT INT TERM
+unset COCHLEA_MODEL
+failed=0
+n=0
+exact=0
+lid=0
+tab=$(printf '\t')
+: >"$tmp/asr.tsv"
+while IFS="$tab" read -r file lang task expected; do
+    case "$file" in '#'* | '') continue ;; esac
+    n=$((n + 1))
+    # the language given
+    if ! "$COCHLEA" transcribe -q -t 2 -l "$lang" --task "$task" "$s/$file" >"$tmp/out" 2>"$tmp/err"; then
+        echo "FAIL: $file: exit status $?"; head -3 "$tmp/err"; failed=$((failed + 1)); continue
+    fi
+    got=$(cat "$tmp/out")
+    if [ -z "$got" ]; then
+        echo "FAIL: $file ($lang $task): no text"; failed=$((failed + 1))
+    elif [ "$got" = "$expected" ]; then
+        echo "ok: $file ($lang $task): exact: $got"
+        exact=$((exact + 1))
+    else
+        echo "info: $file ($lang $task): got '$got', expected '$expected'"
+    fi
+    [ "$task" = asr ] && printf '%s\t%s\t%s\n' "$lang" "$expected" "$got" >>"$tmp/asr.tsv"
+    # language identification with --lang auto
+    if ! "$COCHLEA" transcribe -t 2 -l auto --task "$task" "$s/$file" >"$tmp/out" 2>"$tmp/err"; then
+        echo "FAIL: $file: --lang auto: exit status $?"; head -3 "$tmp/err"; failed=$((failed + 1)); continue
+    fi
+    det=$(sed -n 's/.*detected language: <\{0,1\}\([a-z]*\).*/\1/p' "$tmp/err" | head -1)
+    if [ "$det" = "$lang" ]; then
+        echo "ok: $file: detected language $det"
+        lid=$((lid + 1))
+    else
+        echo "info: $file: detected language '$det', expected $lang"
+    fi
+done <"$s/expected.tsv"
+[ "$n" -ge 5 ] || { echo "FAIL: only $n samples in expected.tsv"; exit 1; }
+
+if [ "$exact" -ge "$MIN_EXACT" ]; then
+    echo "ok: $exact of $n samples exact (at least $MIN_EXACT)"
+else
+    echo "FAIL: $exact of $n samples exact, expected at least $MIN_EXACT"; failed=$((failed + 1))
+fi
+if [ "$lid" -ge "$MIN_LID" ]; then
+    echo "ok: language identified for $lid of $n samples (at least $MIN_LID)"
+else
+    echo "FAIL: language identified for $lid of $n samples, expected at least $MIN_LID"; failed=$((failed + 1))
+fi
+
+# CER over the recognition samples with the recipe's scorer (checked against sclite by
+# tests/score_check.sh)
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 8))' 2>/dev/null; then
+    echo "SKIP: the CER check needs Python 3 (PYTHON=$PYTHON)"
+    [ "$failed" -eq 0 ] && exit 77
+    exit 1
+fi
+cer=$("$PYTHON" - "$top_srcdir/recipes/owsm_ctc_tiny/local" "$tmp/asr.tsv" <<'EOF'
+import sys
+sys.path.insert(0, sys.argv[1])
+import score
+e = score.ErrorRate()
+for line in open(sys.argv[2], encoding="utf-8"):
+    lang, ref, hyp = line.rstrip("\n").split("\t")
+    e.add(score.cer_units(ref), score.cer_units(hyp))
+print(f"{100.0 * e.errors / max(1, e.ref):.1f}")
+EOF
+) || { echo "FAIL: scoring failed"; exit 1; }
+if awk -v c="$cer" -v m="$MAX_CER" 'BEGIN { exit !(c <= m) }'; then
+    echo "ok: CER $cer % over the recognition samples (at most $MAX_CER %)"
+else
+    echo "FAIL: CER $cer % over the recognition samples, expected at most $MAX_CER %"; failed=$((failed + 1))
+fi
+[ "$failed" -eq 0 ] || exit 1
+echo "ok: $n samples"
+exit 0
