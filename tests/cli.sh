@@ -5,43 +5,6 @@
 : "${top_srcdir:=.}" "${top_builddir:=.}" "${PYTHON:=/usr/bin/python3}" "${COCHLEA:=$top_builddir/cochlea}"
 
 tmp_prefix=cochlea_cli . "$top_srcdir/tests/sh_setup.sh"
-out="$tmp/stdout"
-err="$tmp/stderr"
-
-# run EXPECTED_RC DESCRIPTION -- COMMAND...: run it, keep stdout/stderr in $out/$err.
-run() {
-    want=$1
-    what=$2
-    shift 3
-    "$@" >"$out" 2>"$err"
-    rc=$?
-    if [ "$want" = nz ]; then
-        [ "$rc" -ne 0 ] && bad=0 || bad=1
-    else
-        [ "$rc" -eq "$want" ] && bad=0 || bad=1
-    fi
-    if [ "$bad" -eq 1 ]; then
-        fail "$what: exit status $rc, expected $want ($*)"
-        sed 's/^/    stderr: /' "$err" | head -5
-        return 1
-    fi
-    echo "ok: $what"
-    return 0
-}
-
-# has FILE TEXT DESCRIPTION: FILE contains the fixed string TEXT.
-has() {
-    if ! grep -F -q -- "$2" "$1"; then
-        fail "$3: '$2' not in $(basename "$1")"
-        sed 's/^/    | /' "$1" | head -20
-    fi
-}
-
-hasnt() {
-    if grep -F -q -- "$2" "$1"; then
-        fail "$3: '$2' unexpectedly in $(basename "$1")"
-    fi
-}
 
 # ---- help, version, unknown commands and options ---------------------------------------------
 

@@ -6,63 +6,13 @@
 : "${top_srcdir:=.}" "${top_builddir:=.}" "${PYTHON:=/usr/bin/python3}" "${COCHLEA:=$top_builddir/cochlea}"
 
 name=owsm-ctc-tiny.gguf
-if [ ! -x "$COCHLEA" ]; then
-    echo "FAIL: no cochlea binary at $COCHLEA"
-    exit 1
-fi
+tmp_prefix=cochlea_defmodel . "$top_srcdir/tests/sh_setup.sh"
 if [ ! -f "$top_srcdir/models/$name" ]; then
     echo "FAIL: the default model $top_srcdir/models/$name is missing"
     exit 1
 fi
 src_models=$(cd "$top_srcdir/models" && pwd -P) || exit 1
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cochlea_defmodel.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT INT TERM
-failed=0
-out="$tmp/stdout"
-err="$tmp/stderr"
 unset COCHLEA_MODEL
-
-fail() {
-    echo "FAIL: $*"
-    failed=$((failed + 1))
-}
-
-# run EXPECTED_RC DESCRIPTION -- COMMAND...: run it (nz: any nonzero status but no crash), keep
-# stdout/stderr in $out/$err.
-run() {
-    want=$1
-    what=$2
-    shift 3
-    "$@" >"$out" 2>"$err"
-    rc=$?
-    if [ "$want" = nz ]; then
-        [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ] && bad=0 || bad=1
-    else
-        [ "$rc" -eq "$want" ] && bad=0 || bad=1
-    fi
-    if [ "$bad" -eq 1 ]; then
-        fail "$what: exit status $rc, expected $want ($*)"
-        sed 's/^/    stderr: /' "$err" | head -10
-        return 1
-    fi
-    echo "ok: $what"
-    return 0
-}
-
-# has FILE TEXT DESCRIPTION: FILE contains the fixed string TEXT.
-has() {
-    if ! grep -F -q -- "$2" "$1"; then
-        fail "$3: '$2' not in $(basename "$1")"
-        sed 's/^/    | /' "$1" | head -20
-    fi
-}
-
-hasnt() {
-    if grep -F -q -- "$2" "$1"; then
-        fail "$3: '$2' unexpectedly in $(basename "$1")"
-        sed 's/^/    | /' "$1" | head -20
-    fi
-}
 
 # A 1.5 s 16 kHz mono WAV: a tone with a little noise (Python's standard library only).
 wav="$tmp/speech.wav"

@@ -6,26 +6,8 @@
 : "${top_srcdir:=.}" "${top_builddir:=.}" "${COCHLEA:=$top_builddir/cochlea}"
 . "$top_srcdir/tests/torch_python.sh"
 tmp_prefix=cochlea_gen . "$top_srcdir/tests/sh_setup.sh"
-out="$tmp/stdout"
-err="$tmp/stderr"
 C="$COCHLEA"
 ref="$top_srcdir/tests/ref/llama.py"
-
-# run EXPECTED_RC DESCRIPTION -- COMMAND...
-run() {
-    want=$1
-    what=$2
-    shift 3
-    "$@" >"$out" 2>"$err"
-    rc=$?
-    if [ "$rc" -ne "$want" ]; then
-        fail "$what: exit status $rc, expected $want ($*)"
-        sed 's/^/    stderr: /' "$err" | head -5
-        return 1
-    fi
-    echo "ok: $what"
-    return 0
-}
 
 expect_in() { # FILE TEXT DESCRIPTION
     if grep -q -- "$2" "$1"; then echo "ok: $3"; else

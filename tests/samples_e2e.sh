@@ -30,10 +30,8 @@ if [ ! -f "$top_srcdir/models/owsm-ctc-tiny.gguf" ] || [ ! -f "$s/expected.tsv" 
     echo "FAIL: models/owsm-ctc-tiny.gguf or samples/expected.tsv missing"
     exit 1
 fi
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cochlea_samples.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT INT TERM
+tmp_prefix=cochlea_samples . "$top_srcdir/tests/sh_setup.sh"
 unset COCHLEA_MODEL
-failed=0
 n=0
 exact=0
 lid=0
@@ -43,12 +41,14 @@ while IFS="$tab" read -r file lang task expected; do
     case "$file" in '#'* | '') continue ;; esac
     n=$((n + 1))
     # the language given
-    if ! "$COCHLEA" transcribe -q -t 2 -l "$lang" --task "$task" "$s/$file" >"$tmp/out" 2>"$tmp/err"; then
-        echo "FAIL: $file: exit status $?"; head -3 "$tmp/err"; failed=$((failed + 1)); continue
+    "$COCHLEA" transcribe -q -t 2 -l "$lang" --task "$task" "$s/$file" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    if [ "$rc" -ne 0 ]; then
+        fail "$file: exit status $rc"; head -3 "$tmp/err"; continue
     fi
     got=$(cat "$tmp/out")
     if [ -z "$got" ]; then
-        echo "FAIL: $file ($lang $task): no text"; failed=$((failed + 1))
+        fail "$file ($lang $task): no text"
     elif [ "$got" = "$expected" ]; then
         echo "ok: $file ($lang $task): exact: $got"
         exact=$((exact + 1))
@@ -57,8 +57,10 @@ while IFS="$tab" read -r file lang task expected; do
     fi
     [ "$task" = asr ] && printf '%s\t%s\t%s\n' "$lang" "$expected" "$got" >>"$tmp/asr.tsv"
     # language identification with --lang auto
-    if ! "$COCHLEA" transcribe -t 2 -l auto --task "$task" "$s/$file" >"$tmp/out" 2>"$tmp/err"; then
-        echo "FAIL: $file: --lang auto: exit status $?"; head -3 "$tmp/err"; failed=$((failed + 1)); continue
+    "$COCHLEA" transcribe -t 2 -l auto --task "$task" "$s/$file" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    if [ "$rc" -ne 0 ]; then
+        fail "$file: --lang auto: exit status $rc"; head -3 "$tmp/err"; continue
     fi
     det=$(sed -n 's/.*detected language: <\{0,1\}\([a-z]*\).*/\1/p' "$tmp/err" | head -1)
     if [ "$det" = "$lang" ]; then
@@ -73,12 +75,12 @@ done <"$s/expected.tsv"
 if [ "$exact" -ge "$MIN_EXACT" ]; then
     echo "ok: $exact of $n samples exact (at least $MIN_EXACT)"
 else
-    echo "FAIL: $exact of $n samples exact, expected at least $MIN_EXACT"; failed=$((failed + 1))
+    fail "$exact of $n samples exact, expected at least $MIN_EXACT"
 fi
 if [ "$lid" -ge "$MIN_LID" ]; then
     echo "ok: language identified for $lid of $n samples (at least $MIN_LID)"
 else
-    echo "FAIL: language identified for $lid of $n samples, expected at least $MIN_LID"; failed=$((failed + 1))
+    fail "language identified for $lid of $n samples, expected at least $MIN_LID"
 fi
 
 # CER over the recognition samples with the recipe's scorer (checked against sclite by
@@ -102,7 +104,7 @@ EOF
 if awk -v c="$cer" -v m="$MAX_CER" 'BEGIN { exit !(c <= m) }'; then
     echo "ok: CER $cer % over the recognition samples (at most $MAX_CER %)"
 else
-    echo "FAIL: CER $cer % over the recognition samples, expected at most $MAX_CER %"; failed=$((failed + 1))
+    fail "CER $cer % over the recognition samples, expected at most $MAX_CER %"
 fi
 [ "$failed" -eq 0 ] || exit 1
 echo "ok: $n samples"

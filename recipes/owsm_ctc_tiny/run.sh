@@ -19,8 +19,10 @@
 # Environment: WORK (default recipes/owsm_ctc_tiny/work), DATA (../shared/data/tatoeba beside the
 # repository), NJ (parallel jobs, default: CPUs), COCHLEA (the program, default build/cochlea),
 # TRAIN_ARGS (extra train.py options), TRAIN_MINUTES (stop training after this many minutes;
-# rerun stage 4 to continue), INSTALL=1 (stage 5 copies the model to models/, stage 7 writes
-# samples/; off by default so that a rerun never overwrites the committed files by accident).
+# rerun stage 4 to continue), EXP (the training folder, default $WORK/exp; a continuation with
+# TRAIN_ARGS="--init OLD/best.pth ..." needs a new one; stage 5 exports EXP's best.pth),
+# INSTALL=1 (stage 5 copies the model to models/, stage 7 writes samples/; off by default so
+# that a rerun never overwrites the committed files by accident).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -37,6 +39,7 @@ INSTALL=${INSTALL:-0}
 COCHLEA=${COCHLEA:-$top/build/cochlea}
 TRAIN_ARGS=${TRAIN_ARGS:-}
 TRAIN_MINUTES=${TRAIN_MINUTES:-0}
+EXP=${EXP:-$WORK/exp}
 L="$here/local"
 
 if [ "$SMOKE" = 1 ]; then
@@ -49,7 +52,8 @@ else
     text_opts=""
     synth_train="--renditions 2 --eng-renditions 1 --own-renditions 12"
     vocab=6000
-    train_opts=""
+    # model "C" of the README: the size the shipped model has
+    train_opts="--d-model 192 --ffn 768 --cgmlp 768 --prompt-ffn 384"
 fi
 
 stage() { [ "$STAGE" -le "$1" ] && [ "$STOP_STAGE" -ge "$1" ]; }
@@ -101,7 +105,7 @@ fi
 if stage 4; then
     say "4: train"
     # shellcheck disable=SC2086
-    "$PY" "$L/train.py" --train "$WORK/train" --dev "$WORK/dev" --tok "$WORK/tok" --exp "$WORK/exp" \
+    "$PY" "$L/train.py" --train "$WORK/train" --dev "$WORK/dev" --tok "$WORK/tok" --exp "$EXP" \
         --max-minutes "$TRAIN_MINUTES" $train_opts $TRAIN_ARGS
 fi
 
@@ -109,8 +113,8 @@ if stage 5; then
     say "5: export"
     ck="$WORK/export/ckpt"
     mkdir -p "$ck"
-    cp "$WORK/exp/config.yaml" "$WORK/exp/bpe.model" "$WORK/exp/feats_stats.npz" "$ck/"
-    cp "$WORK/exp/best.pth" "$ck/model.pth"
+    cp "$EXP/config.yaml" "$EXP/bpe.model" "$EXP/feats_stats.npz" "$ck/"
+    cp "$EXP/best.pth" "$ck/model.pth"
     "$PY" "$top/tools/convert_owsm_ctc.py" "$ck" "$WORK/export/owsm-ctc-tiny.gguf" --type f16 --name owsm-ctc-tiny
     size=$(wc -c <"$WORK/export/owsm-ctc-tiny.gguf")
     echo "run.sh: model $WORK/export/owsm-ctc-tiny.gguf: $size bytes" >&2
