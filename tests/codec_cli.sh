@@ -7,43 +7,9 @@
 py=/usr/bin/python3
 [ -x "$py" ] || py=python3
 
-if [ ! -x "$COCHLEA" ]; then
-    echo "FAIL: no cochlea binary at $COCHLEA"
-    exit 1
-fi
+tmp_prefix=cochlea_codec . "$top_srcdir/tests/sh_setup.sh"
 model=$top_srcdir/tests/fixtures/secodec-tiny.gguf
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cochlea_codec.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT INT TERM
-failed=0
-out="$tmp/stdout"
-err="$tmp/stderr"
 C="$COCHLEA"
-
-fail() {
-    echo "FAIL: $*"
-    failed=$((failed + 1))
-}
-
-# run EXPECTED_RC DESCRIPTION -- COMMAND...
-run() {
-    want=$1
-    what=$2
-    shift 3
-    "$@" >"$out" 2>"$err"
-    rc=$?
-    if [ "$want" = nz ]; then
-        [ "$rc" -ne 0 ] && bad=0 || bad=1
-    else
-        [ "$rc" -eq "$want" ] && bad=0 || bad=1
-    fi
-    if [ "$bad" -eq 1 ]; then
-        fail "$what: exit status $rc, expected $want ($*)"
-        sed 's/^/    stderr: /' "$err" | head -5
-        return 1
-    fi
-    echo "ok: $what"
-    return 0
-}
 
 expect_in() { # FILE TEXT DESCRIPTION
     if grep -q -- "$2" "$1"; then echo "ok: $3"; else
