@@ -27,18 +27,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ref"))
 import frontend as ref  # noqa: E402
+from checks import FAILS, check  # noqa: E402
 
 MAX_TOL = 1e-3
 MEAN_TOL = 1e-5
 MELMAT_TOL = 1e-6
-
-failures = []
-
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what)
-    if not ok:
-        failures.append(what)
 
 
 def write_wav(path, x, rate, pcm16=False):
@@ -329,8 +322,8 @@ def run(cochlea, shared, tmp):
         names = sorted(z.namelist())
     check(names == ["count.npy", "sum.npy", "sum_square.npy"], f"np.savez members {names}")
 
-    print(f"{len(failures)} failure(s)")
-    return 1 if failures else 0
+    print(f"{len(FAILS)} failure(s)")
+    return 1 if FAILS else 0
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+from checks import FAILS, check, log
 
 SRC = os.environ.get("top_srcdir") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -59,19 +60,6 @@ SRC = os.environ.get("top_srcdir") or os.path.dirname(os.path.dirname(os.path.ab
 ENC_TOL = 5e-4
 MARGIN = 1e-3   # argmax positions whose reference top-2 log-prob margin is below this may differ
 GAP_S = 0.5     # silence between the concatenated inputs of --long
-
-FAILS = []
-
-
-def log(msg):
-    print(msg, flush=True)
-
-
-def check(cond, what):
-    log(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        FAILS.append(what)
-    return cond
 
 
 class ModelError(Exception):

@@ -21,14 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 import gguf  # noqa: E402
-
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL: " + what)
+from checks import FAILS, check  # noqa: E402
 
 
 # ---- 1. every type, Python -> C ------------------------------------------------------------
@@ -273,8 +266,8 @@ def main():
     a = ap.parse_args()
     check_python_to_c(a.test_gguf, a.tmp)
     check_quantize(a.cochlea, a.tmp)
-    if failures:
-        print("%d failure(s)" % len(failures))
+    if FAILS:
+        print("%d failure(s)" % len(FAILS))
         return 1
     print("all GGUF Python/C checks passed")
     return 0

@@ -38,6 +38,7 @@ if not os.access(DRIVER, os.X_OK):
 
 sys.path[:0] = [os.path.join(SRC, "tests", "ref")]
 import llama as ref  # noqa: E402
+from checks import FAILS, check  # noqa: E402
 
 F32_TOL = 1e-4      # the bound, fp32 C vs float64 reference
 TYPE_TOL = {"f16": 0.05, "bf16": 0.4, "q8_0": 0.4}    # file type vs the F32 model (random weights)
@@ -51,14 +52,6 @@ MODELS = {
     "mqa": (ref.Config(vocab=80, d=96, layers=2, heads=6, kv_heads=1, ff=128, ctx=32), 32),
     "gqa-long": (ref.Config(vocab=64, d=64, layers=2, heads=2, kv_heads=1, ff=96, ctx=512, tied=True), 300),
 }
-
-FAILS = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILS.append(what)
 
 
 def run_c(path, tokens, rows, vocab, mode="prefill", threads=1, precision="f32", prefix=0, parents=None):

@@ -48,16 +48,9 @@ sys.path[:0] = [os.path.join(SRC, "tools"), os.path.join(SRC, "tests", "ref")]
 import convert_owsm_ctc as conv  # noqa: E402
 import owsm_ctc as ref  # noqa: E402
 from gguf import GGUFReader  # noqa: E402
+from checks import FAILS, check  # noqa: E402
 
 torch.set_num_threads(1)
-FAILS = []
-
-
-def check(cond, what):
-    """Record one named check."""
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        FAILS.append(what)
 
 
 def run(args, expect_ok=True):

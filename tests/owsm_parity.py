@@ -58,6 +58,7 @@ sys.path[:0] = [os.path.join(SRC, "tools"), os.path.join(SRC, "tests", "ref")]
 import convert_owsm_ctc as conv  # noqa: E402
 import owsm_ctc as ref  # noqa: E402
 from gguf import FILE_TYPES, GGUFReader, GGUFWriter  # noqa: E402
+from checks import FAILS, check, log  # noqa: E402
 
 ENC_TOL = 1e-3     # encoder output, fp32 C vs fp32 PyTorch (the bound)
 POST_TOL = 2e-4    # CTC log-posteriors vs log_softmax(reference logits); measured 2.2e-5
@@ -68,19 +69,7 @@ FAST_BOUNDS = {"--precision bf16": 0.995, "--precision int8": 0.97,
                "f16 file": 0.995, "bf16 file": 0.995, "q8_0 file": 0.97}
 FS = 16000
 
-FAILS = []
 T0 = time.time()
-
-
-def log(msg):
-    print(msg, flush=True)
-
-
-def check(cond, what):
-    log(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        FAILS.append(what)
-    return cond
 
 
 def call(main_fn, argv):

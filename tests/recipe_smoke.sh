@@ -59,6 +59,39 @@ else
     fail "training did not resume"
     tail -n 20 "$tmp/log2"
 fi
+# continuing from a GGUF file (how a fresh machine continues from the committed model): its
+# tensors come back as the checkpoint's (f16-rounded), and train.py --init starts from them
+fg="$top_srcdir/recipes/owsm_ctc_tiny/local/from_gguf.py"
+if "$PYTHON" "$fg" "$w/export/owsm-ctc-tiny.gguf" "$tmp/init.pth" --tok "$w/tok" >"$tmp/log3" 2>&1 \
+    && "$PYTHON" -c '
+import sys, torch
+a = torch.load(sys.argv[1], map_location="cpu")
+b = torch.load(sys.argv[2], map_location="cpu")
+assert sorted(a) == sorted(b), "tensor names differ"
+bad = [k for k in b if not (torch.equal(a[k], b[k].float()) or torch.equal(a[k], b[k].half().float()))]
+assert not bad, "tensors differ: %s" % bad[:5]
+' "$tmp/init.pth" "$w/exp/best.pth" >>"$tmp/log3" 2>&1; then
+    echo "ok: from_gguf.py gives back the checkpoint's weights"
+else
+    fail "from_gguf.py"
+    tail -n 5 "$tmp/log3"
+fi
+cp -r "$w/tok" "$tmp/tok2"
+sed -i '2{h;d};3{G}' "$tmp/tok2/tokens.txt"   # two tokens swapped: other ids than the model's
+if "$PYTHON" "$fg" "$w/export/owsm-ctc-tiny.gguf" "$tmp/x.pth" --tok "$tmp/tok2" >"$tmp/log4" 2>&1; then
+    fail "from_gguf.py accepted a token list that differs from the model's"
+else
+    grep -q "differs from the model's token list" "$tmp/log4" && echo "ok: from_gguf.py refuses another token list" \
+        || { fail "from_gguf.py: unexpected error"; tail -n 3 "$tmp/log4"; }
+fi
+if SMOKE=1 WORK="$w" DATA="$data" PYTHON="$PYTHON" STAGE=4 STOP_STAGE=4 EXP="$w/exp_cont" \
+    TRAIN_ARGS="--init $tmp/init.pth" sh "$top_srcdir/recipes/owsm_ctc_tiny/run.sh" >"$tmp/log5" 2>&1 \
+    && grep -q "initialised from $tmp/init.pth" "$tmp/log5"; then
+    echo "ok: training continues from the GGUF's weights"
+else
+    fail "training from the GGUF's weights"
+    tail -n 20 "$tmp/log5"
+fi
 # the exported model runs in C on a sample clip
 if "$COCHLEA" transcribe -q -m "$w/export/owsm-ctc-tiny.gguf" -l eng "$w/samples/en-weather.wav" >"$tmp/out" 2>"$tmp/err"; then
     echo "ok: cochlea transcribes with the smoke model"

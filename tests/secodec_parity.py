@@ -46,21 +46,11 @@ if not os.access(DRIVER, os.X_OK):
 sys.path[:0] = [os.path.join(SRC, "tools"), os.path.join(SRC, "tests", "ref")]
 import secodec as ref  # noqa: E402
 from gguf import GGUFReader, GGUFWriter  # noqa: E402
+from checks import FAILS, check, log  # noqa: E402
 
 TOL = 1e-4        # max abs difference, fp32 C vs fp32 PyTorch (the bound)
-FAILS = []
 T0 = time.time()
 torch.set_num_threads(1)
-
-
-def log(msg):
-    print(msg, flush=True)
-
-
-def check(cond, what):
-    log(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        FAILS.append(what)
 
 
 def run(args, **kw):

@@ -50,19 +50,9 @@ except ImportError:
 sys.path[:0] = [os.path.join(SRC, "tools"), os.path.join(SRC, "tests", "ref")]
 import secodec_se as ref  # noqa: E402
 from gguf import GGUFReader, GGUFWriter  # noqa: E402
+from checks import FAILS, check, log  # noqa: E402
 
-FAILS = []
 T0 = time.time()
-
-
-def log(msg):
-    print(msg, flush=True)
-
-
-def check(cond, what):
-    log(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        FAILS.append(what)
 
 
 # ---- inputs -----------------------------------------------------------------------------------

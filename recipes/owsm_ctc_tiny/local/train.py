@@ -349,7 +349,8 @@ def main():
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda: the recipe runs on the CPU; "
                     "a GPU, where there is one, only makes the same steps faster")
     ap.add_argument("--schedule-minutes", dest="schedule_minutes", type=float, default=0.0,
-                    help="if > 0: the cosine schedule runs over this much wall-clock time instead of "
+                    help="if > 0: the cosine schedule runs over this much training time (wall clock, "
+                         "summed over resumed runs) instead of "
                          "--max-steps, and training stops when it is spent (for a fixed-time GPU lease)")
     ap.add_argument("--init", help="start from these model weights (a state_dict .pth, any float dtype) "
                     "with a fresh optimiser and schedule; ignored when the experiment resumes")
@@ -390,7 +391,9 @@ def main():
         if step < a.warmup:
             return a.lr * (step + 1) / a.warmup
         if a.schedule_minutes > 0:
-            p = min(1.0, (time.time() - t_start) / (a.schedule_minutes * 60))
+            # training time of every run of this experiment, so that a resumed run continues
+            # the schedule where it stopped instead of starting it again
+            p = min(1.0, (spent0 + time.time() - t_start) / (a.schedule_minutes * 60))
         else:
             p = min(1.0, (step - a.warmup) / max(1, a.max_steps - a.warmup))
         return a.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * p)))
@@ -433,7 +436,7 @@ def main():
     spent0 = spent
     run = {"loss": 0.0, "f": 0.0, "i": 0.0, "n": 0}
     while step < a.max_steps:
-        if a.schedule_minutes > 0 and time.time() - t_start > a.schedule_minutes * 60:
+        if a.schedule_minutes > 0 and spent0 + time.time() - t_start > a.schedule_minutes * 60:
             log(a.exp, f"--schedule-minutes {a.schedule_minutes} spent at step {step}")
             break
         if a.max_minutes and time.time() - t_start > a.max_minutes * 60:
