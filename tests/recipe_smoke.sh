@@ -85,12 +85,19 @@ else
         || { fail "from_gguf.py: unexpected error"; tail -n 3 "$tmp/log4"; }
 fi
 if SMOKE=1 WORK="$w" DATA="$data" PYTHON="$PYTHON" STAGE=4 STOP_STAGE=4 EXP="$w/exp_cont" \
-    TRAIN_ARGS="--init $tmp/init.pth" sh "$top_srcdir/recipes/owsm_ctc_tiny/run.sh" >"$tmp/log5" 2>&1 \
-    && grep -q "initialised from $tmp/init.pth" "$tmp/log5"; then
-    echo "ok: training continues from the GGUF's weights"
+    INIT="$w/export/owsm-ctc-tiny.gguf" sh "$top_srcdir/recipes/owsm_ctc_tiny/run.sh" >"$tmp/log5" 2>&1 \
+    && grep -q "initialised from $w/exp_cont/init.pth" "$tmp/log5"; then
+    echo "ok: training continues from the GGUF's weights (run.sh INIT=model.gguf)"
 else
     fail "training from the GGUF's weights"
     tail -n 20 "$tmp/log5"
+fi
+if SMOKE=1 WORK="$w" DATA="$data" PYTHON="$PYTHON" STAGE=4 STOP_STAGE=4 EXP="$w/exp_bad" \
+    INIT="$w/no-such.gguf" sh "$top_srcdir/recipes/owsm_ctc_tiny/run.sh" >"$tmp/log6" 2>&1; then
+    fail "run.sh INIT= with a missing file succeeded"
+else
+    grep -q "INIT=$w/no-such.gguf: no such file" "$tmp/log6" && echo "ok: run.sh INIT= names a missing file" \
+        || { fail "run.sh INIT=: unexpected error"; tail -n 3 "$tmp/log6"; }
 fi
 # the exported model runs in C on a sample clip
 if "$COCHLEA" transcribe -q -m "$w/export/owsm-ctc-tiny.gguf" -l eng "$w/samples/en-weather.wav" >"$tmp/out" 2>"$tmp/err"; then

@@ -21,6 +21,9 @@
 # TRAIN_ARGS (extra train.py options), TRAIN_MINUTES (stop training after this many minutes;
 # rerun stage 4 to continue), EXP (the training folder, default $WORK/exp; a continuation with
 # TRAIN_ARGS="--init OLD/best.pth ..." needs a new one; stage 5 exports EXP's best.pth),
+# INIT (stage 4 starts from these weights with a fresh optimiser and schedule: a GGUF model such
+# as models/owsm-ctc-tiny.gguf, whose tokenizer must be stage 3's, or a state_dict .pth; ignored
+# when EXP holds a checkpoint to resume),
 # INSTALL=1 (stage 5 copies the model to models/, stage 7 writes samples/; off by default so
 # that a rerun never overwrites the committed files by accident).
 set -eu
@@ -39,6 +42,7 @@ INSTALL=${INSTALL:-0}
 COCHLEA=${COCHLEA:-$top/build/cochlea}
 TRAIN_ARGS=${TRAIN_ARGS:-}
 TRAIN_MINUTES=${TRAIN_MINUTES:-0}
+INIT=${INIT:-}
 EXP=${EXP:-$WORK/exp}
 L="$here/local"
 
@@ -104,9 +108,20 @@ fi
 
 if stage 4; then
     say "4: train"
+    init_opt=
+    if [ -n "$INIT" ] && [ ! -f "$EXP/checkpoint.pt" ]; then
+        [ -f "$INIT" ] || { echo "run.sh: INIT=$INIT: no such file" >&2; exit 1; }
+        case "$INIT" in
+        *.gguf)
+            mkdir -p "$EXP"
+            "$PY" "$L/from_gguf.py" "$INIT" "$EXP/init.pth" --tok "$WORK/tok"
+            init_opt="--init $EXP/init.pth" ;;
+        *) init_opt="--init $INIT" ;;
+        esac
+    fi
     # shellcheck disable=SC2086
     "$PY" "$L/train.py" --train "$WORK/train" --dev "$WORK/dev" --tok "$WORK/tok" --exp "$EXP" \
-        --max-minutes "$TRAIN_MINUTES" $train_opts $TRAIN_ARGS
+        --max-minutes "$TRAIN_MINUTES" $train_opts $init_opt $TRAIN_ARGS
 fi
 
 if stage 5; then
