@@ -18,13 +18,7 @@ for c in espeak-ng kakasi opencc spm_train; do
         exit 77
     fi
 done
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cochlea_recipe.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT INT TERM
-failed=0
-fail() {
-    echo "FAIL: $*"
-    failed=$((failed + 1))
-}
+tmp_prefix=cochlea_recipe . "$top_srcdir/tests/sh_setup.sh"
 
 if ! SMOKE=1 WORK="$tmp/work" DATA="$data" NJ=2 PYTHON="$PYTHON" COCHLEA="$COCHLEA" STAGE=1 \
     sh "$top_srcdir/recipes/owsm_ctc_tiny/run.sh" >"$tmp/log" 2>&1; then

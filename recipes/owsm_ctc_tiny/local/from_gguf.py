@@ -44,7 +44,7 @@ def main():
             tl = [l.rstrip("\n") for l in f]
         if tl != list(hp.token_list):
             sys.exit(f"from_gguf: {a.tok}/tokens.txt differs from the model's token list")
-    sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    sd = model.state_dict()
     torch.save(sd, a.out)
     n_par = sum(v.numel() for v in sd.values() if v.is_floating_point())
     print(f"from_gguf: {len(sd)} tensors ({n_par} values) -> {a.out}")
