@@ -79,9 +79,27 @@ else
         || { fail "from_gguf.py: unexpected error"; tail -n 3 "$tmp/log4"; }
 fi
 if SMOKE=1 WORK="$w" DATA="$data" PYTHON="$PYTHON" STAGE=4 STOP_STAGE=4 EXP="$w/exp_cont" \
-    INIT="$w/export/owsm-ctc-tiny.gguf" sh "$top_srcdir/recipes/owsm_ctc_tiny/run.sh" >"$tmp/log5" 2>&1 \
+    INIT="$w/export/owsm-ctc-tiny.gguf" TRAIN_ARGS="--freeze-subsampling" \
+    sh "$top_srcdir/recipes/owsm_ctc_tiny/run.sh" >"$tmp/log5" 2>&1 \
     && grep -q "initialised from $w/exp_cont/init.pth" "$tmp/log5"; then
     echo "ok: training continues from the GGUF's weights (run.sh INIT=model.gguf)"
+    # --freeze-subsampling: the conv2d8 convolutions keep their weights, the rest trains
+    if "$PYTHON" -c '
+import sys, torch
+a = torch.load(sys.argv[1], map_location="cpu")
+b = torch.load(sys.argv[2], map_location="cpu")
+conv = [k for k in a if k.startswith("encoder.embed.conv.")]
+assert len(conv) == 6, conv
+moved = [k for k in conv if not torch.equal(a[k].float(), b[k].float())]
+assert not moved, "frozen convolutions changed: %s" % moved
+for k in ("encoder.embed.out.weight", "ctc.ctc_lo.weight"):
+    assert not torch.equal(a[k].float(), b[k].float()), k + " did not train"
+' "$w/exp_cont/init.pth" "$w/exp_cont/last.pth" >>"$tmp/log5" 2>&1; then
+        echo "ok: --freeze-subsampling trains everything but the subsampling convolutions"
+    else
+        fail "--freeze-subsampling"
+        tail -n 5 "$tmp/log5"
+    fi
 else
     fail "training from the GGUF's weights"
     tail -n 20 "$tmp/log5"
