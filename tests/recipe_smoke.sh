@@ -111,6 +111,14 @@ else
     grep -q "INIT=$w/no-such.gguf: no such file" "$tmp/log6" && echo "ok: run.sh INIT= names a missing file" \
         || { fail "run.sh INIT=: unexpected error"; tail -n 3 "$tmp/log6"; }
 fi
+# train.py's speed-ups (cropped conv2d8, channels-last depthwise convolutions, frozen
+# subsampling) give the reference model's loss and gradients
+if OWSM_TRAIN_NO_REEXEC=1 "$PYTHON" "$top_srcdir/tests/train_equiv.py" "$w/tok/tokens.txt" >"$tmp/log7" 2>&1; then
+    echo "ok: train.py's speed-ups compute the reference loss and gradients"
+else
+    fail "train.py's speed-ups differ from the reference (tests/train_equiv.py)"
+    grep FAIL "$tmp/log7" || tail -n 5 "$tmp/log7"
+fi
 # the exported model runs in C on a sample clip
 if "$COCHLEA" transcribe -q -m "$w/export/owsm-ctc-tiny.gguf" -l eng "$w/samples/en-weather.wav" >"$tmp/out" 2>"$tmp/err"; then
     echo "ok: cochlea transcribes with the smoke model"

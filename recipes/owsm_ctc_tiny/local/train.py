@@ -259,6 +259,28 @@ def install_cropped_subsampling(model, silence_frame, frozen=False):
     emb.forward = fwd
 
 
+def install_fast_depthwise(model):
+    """Run the depthwise Conv1d layers (cgMLP's CSGU and the branch merge) as a float32 Conv2d on
+    a channels-last [B, C, 1, T] view: the same convolution (the same weights and gradients, in
+    float32 instead of bfloat16 under autocast), but oneDNN's channels-last depthwise kernel.
+    Measured on this CPU, 2 threads, [24, 384, 77], kernel 15, forward + backward: 12.2 ms as
+    the module runs it (bfloat16 or float32), 4.9 ms this way; 12 such layers in model C."""
+    n = 0
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.Conv1d) and mod.groups == mod.in_channels == mod.out_channels \
+                and mod.stride == (1,) and mod.dilation == (1,) and mod.padding_mode == "zeros":
+            def fwd(x, m=mod):
+                with torch.autocast(x.device.type, enabled=False):
+                    w = m.weight.float().unsqueeze(2).contiguous(memory_format=torch.channels_last)
+                    b = None if m.bias is None else m.bias.float()
+                    y = F.conv2d(x.float().unsqueeze(2).contiguous(memory_format=torch.channels_last), w, b,
+                                 1, (0, m.padding[0]), 1, m.groups)
+                return y.squeeze(2)
+            mod.forward = fwd
+            n += 1
+    return n
+
+
 def ctc_loss(logits, targets):
     lp = logits.log_softmax(-1).transpose(0, 1)  # (T, B, V)
     T, B = lp.shape[0], lp.shape[1]
@@ -397,6 +419,8 @@ def main():
     model.to(a.device)
     install_cropped_subsampling(model, (torch.full((80,), SILENCE) - torch.from_numpy(mean)) / torch.from_numpy(std),
                                 a.freeze_subsampling)
+    if a.device == "cpu":
+        install_fast_depthwise(model)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr, betas=(0.9, 0.98), eps=1e-9)
 
     def lr_at(step):
