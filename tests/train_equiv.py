@@ -42,8 +42,9 @@ for i in range(B):
     x[i, lead:lead + n] = torch.randn(n, 80)
     spans.append((lead, n))
 V = len(tl)
-fin = [[31, 155] + [rng.randrange(180, V - 3) for _ in range(rng.randint(3, 8))] for _ in range(B)]
-prefix = torch.tensor([[31, 155]] * B)
+eng, asr, first_piece = tl.index("<eng>"), tl.index("<asr>"), tl.index("<st_zho>") + 1
+fin = [[eng, asr] + [rng.randrange(first_piece, V - 3) for _ in range(rng.randint(3, 8))] for _ in range(B)]
+prefix = torch.tensor([[eng, asr]] * B)
 
 
 def run(cropped=False, fast=False, frozen=False):
@@ -60,10 +61,13 @@ def run(cropped=False, fast=False, frozen=False):
 
 
 def rel(g, h):
-    """Largest difference relative to the tensor's largest gradient; gradients that are zero in
-    exact arithmetic (attention key biases: softmax ignores them) are rounding noise of about
-    1e-9, hence the floor."""
+    """Largest difference relative to the tensor's largest gradient (floor 1e-4 for tiny ones)."""
     return ((g - h).abs().max() / h.abs().max().clamp_min(1e-4)).item()
+
+
+# the attention key biases: softmax ignores them, so their gradient is zero in exact arithmetic
+# and what the two forwards give is rounding noise of about 1e-9 either way
+ZERO = [k for k in state if k.endswith("attn.linear_k.bias")]
 
 
 l0, g0, _ = run()
@@ -72,14 +76,14 @@ for name, kw in (("cropped conv2d8", dict(cropped=True)), ("channels-last depthw
                  ("both", dict(cropped=True, fast=True))):
     l1, g1, n = run(**kw)
     check(abs(l1 - l0) <= 1e-5 * abs(l0), f"{name}: loss {l1:.6f} against {l0:.6f}")
-    worst = max(rel(g1[k], g0[k]) for k in g0)
+    worst = max(rel(g1[k], g0[k]) for k in g0 if k not in ZERO)
     check(worst < 1e-4, f"{name}: largest relative gradient difference {worst:.2e} (bound 1e-4)")
     if kw.get("fast"):
         check(n == 4, f"{name}: {n} depthwise convolutions replaced (2 per layer, 2 layers)")
 l2, g2, _ = run(cropped=True, frozen=True)
 conv = [k for k in g2 if k.startswith("encoder.embed.conv.")]
 check(len(conv) == 6 and all(g2[k] is None for k in conv), "--freeze-subsampling: no gradient for the 6 conv tensors")
-rest = [k for k in g0 if k not in conv]
+rest = [k for k in g0 if k not in conv and k not in ZERO]
 worst = max(rel(g2[k], g0[k]) for k in rest)
 check(abs(l2 - l0) <= 1e-5 * abs(l0) and worst < 1e-4,
       f"--freeze-subsampling: loss {l2:.6f}, other gradients within {worst:.2e} of the plain ones")
