@@ -111,6 +111,46 @@ else
     grep -q "INIT=$w/no-such.gguf: no such file" "$tmp/log6" && echo "ok: run.sh INIT= names a missing file" \
         || { fail "run.sh INIT=: unexpected error"; tail -n 3 "$tmp/log6"; }
 fi
+# EXTRA=1: stage 4 also trains on $WORK/extra (stage 1b's Debian sentences; here a copy of the
+# training set stands in for them), and the normalisation statistics stay the core set's
+cp -r "$w/train" "$w/extra"
+n_extra=$(wc -l <"$w/extra/index.jsonl")
+if SMOKE=1 EXTRA=1 WORK="$w" DATA="$data" PYTHON="$PYTHON" STAGE=4 STOP_STAGE=4 EXP="$w/exp_extra" \
+    sh "$top_srcdir/recipes/owsm_ctc_tiny/run.sh" >"$tmp/log8" 2>&1 \
+    && grep -q "($n_extra of them from --extra" "$tmp/log8" && "$PYTHON" -c '
+import sys, numpy as np
+a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
+assert all(np.array_equal(a[k], b[k]) for k in ("count", "sum", "sum_square")), "stats differ"
+' "$w/exp/feats_stats.npz" "$w/exp_extra/feats_stats.npz" >>"$tmp/log8" 2>&1; then
+    echo "ok: EXTRA=1 trains on \$WORK/extra too ($n_extra utterances), with the core set's statistics"
+else
+    fail "EXTRA=1 (train.py --extra)"
+    tail -n 10 "$tmp/log8"
+fi
+rm -rf "$w/extra"
+if SMOKE=1 EXTRA=1 WORK="$w" DATA="$data" PYTHON="$PYTHON" STAGE=4 STOP_STAGE=4 EXP="$w/exp_extra3" \
+    sh "$top_srcdir/recipes/owsm_ctc_tiny/run.sh" >"$tmp/log9" 2>&1; then
+    fail "run.sh EXTRA=1 without \$WORK/extra succeeded"
+else
+    grep -q "EXTRA=1 but no $w/extra" "$tmp/log9" && echo "ok: run.sh EXTRA=1 names the missing \$WORK/extra" \
+        || { fail "run.sh EXTRA=1: unexpected error"; tail -n 3 "$tmp/log9"; }
+fi
+# local/fitcheck.py (training against dev CER) runs on the smoke model
+if "$PYTHON" "$top_srcdir/recipes/owsm_ctc_tiny/local/fitcheck.py" "$w" "$w/exp" "$w/exp/best.pth" --per-lang 1 \
+    >"$tmp/log11" 2>&1 && [ "$(grep -c '^fitcheck: \(train\|dev\): 14 utterances, CER [0-9.]* %, LID' "$tmp/log11")" -eq 2 ]; then
+    echo "ok: fitcheck.py"
+else
+    fail "fitcheck.py"
+    tail -n 5 "$tmp/log11"
+fi
+# stage 1b (local/debtext.py) on catalogs made by the test, offline
+if "$PYTHON" "$top_srcdir/tests/debtext_check.py" "$top_srcdir" >"$tmp/log10" 2>&1; then
+    sed 's/^/  /' "$tmp/log10"
+    echo "ok: debtext.py"
+else
+    fail "debtext.py (tests/debtext_check.py)"
+    tail -n 8 "$tmp/log10"
+fi
 # train.py's speed-ups (cropped conv2d8, channels-last depthwise convolutions, frozen
 # subsampling) give the reference model's loss and gradients
 if OWSM_TRAIN_NO_REEXEC=1 "$PYTHON" "$top_srcdir/tests/train_equiv.py" "$w/tok/tokens.txt" >"$tmp/log7" 2>&1; then

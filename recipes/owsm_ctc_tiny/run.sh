@@ -7,7 +7,9 @@
 #
 # Stages (each one reads what the previous ones wrote under $WORK):
 #   0 tools     check (and as root, install) espeak-ng, kakasi, opencc, sentencepiece, torch
-#   1 text      Tatoeba pairs -> train/dev/test split (+ our own sentences), normalised
+#   1 text      Tatoeba pairs -> train/dev/test split (+ our own sentences), normalised;
+#               with EXTRA=1, more training sentences per language from the translations
+#               (.mo catalogs) of a fixed list of Debian packages (local/debtext.py)
 #   2 synth     espeak-ng speech: training renditions with seen voice variants and augmentation,
 #               dev with seen variants, test with held-out variants (clean, WAV kept)
 #   3 tokenizer spm_train unigram model and the OWSM token list
@@ -24,6 +26,9 @@
 # INIT (stage 4 starts from these weights with a fresh optimiser and schedule: a GGUF model such
 # as models/owsm-ctc-tiny.gguf, whose tokenizer must be stage 3's, or a state_dict .pth; ignored
 # when EXP holds a checkpoint to resume),
+# EXTRA (1, the default: stage 1 adds the Debian sentences, stage 2 speaks them into $WORK/extra
+# and stage 4 trains on them too; 0: Tatoeba and our sentences only; SMOKE runs use 0),
+# EXTRA_PER_LANG (at most this many Debian sentences per language, default 1500),
 # INSTALL=1 (stage 5 copies the model to models/, stage 7 writes samples/; off by default so
 # that a rerun never overwrites the committed files by accident).
 set -eu
@@ -39,6 +44,8 @@ STAGE=${STAGE:-0}
 STOP_STAGE=${STOP_STAGE:-7}
 SMOKE=${SMOKE:-0}
 INSTALL=${INSTALL:-0}
+EXTRA=${EXTRA:-}
+EXTRA_PER_LANG=${EXTRA_PER_LANG:-1500}
 COCHLEA=${COCHLEA:-$top/build/cochlea}
 TRAIN_ARGS=${TRAIN_ARGS:-}
 TRAIN_MINUTES=${TRAIN_MINUTES:-0}
@@ -46,6 +53,7 @@ INIT=${INIT:-}
 EXP=${EXP:-$WORK/exp}
 L="$here/local"
 
+[ -n "$EXTRA" ] || { [ "$SMOKE" = 1 ] && EXTRA=0 || EXTRA=1; }
 if [ "$SMOKE" = 1 ]; then
     # a few sentences per language, a tiny network, a few steps: checks every stage runs
     text_opts="--max-pairs 6 --dev 1 --test 1"
@@ -89,6 +97,9 @@ if stage 1; then
     say "1: text"
     # shellcheck disable=SC2086
     "$PY" "$L/text.py" "$DATA" "$here/sentences.tsv" "$WORK/text" $text_opts
+    if [ "$EXTRA" = 1 ]; then
+        "$PY" "$L/debtext.py" "$WORK/text" "$WORK/debian" --per-lang "$EXTRA_PER_LANG"
+    fi
 fi
 
 if stage 2; then
@@ -99,6 +110,10 @@ if stage 2; then
     "$PY" "$L/synth.py" "$WORK/text/dev.jsonl" "$WORK/dev" --renditions 1 --eng-renditions 1 --nj "$NJ" --seed 2
     "$PY" "$L/synth.py" "$WORK/text/test.jsonl" "$WORK/test" --voices test --renditions 1 \
         --eng-renditions 1 --wav --nj "$NJ" --seed 1
+    if [ "$EXTRA" = 1 ]; then
+        "$PY" "$L/synth.py" "$WORK/text/extra.jsonl" "$WORK/extra" --renditions 1 --eng-renditions 1 \
+            --augment --nj "$NJ" --seed 3
+    fi
 fi
 
 if stage 3; then
@@ -119,9 +134,14 @@ if stage 4; then
         *) init_opt="--init $INIT" ;;
         esac
     fi
+    set --
+    if [ "$EXTRA" = 1 ]; then
+        [ -f "$WORK/extra/index.jsonl" ] || { echo "run.sh: EXTRA=1 but no $WORK/extra (rerun stages 1-2, or EXTRA=0)" >&2; exit 1; }
+        set -- --extra "$WORK/extra"
+    fi
     # shellcheck disable=SC2086
     "$PY" "$L/train.py" --train "$WORK/train" --dev "$WORK/dev" --tok "$WORK/tok" --exp "$EXP" \
-        --max-minutes "$TRAIN_MINUTES" $train_opts $init_opt $TRAIN_ARGS
+        "$@" --max-minutes "$TRAIN_MINUTES" $train_opts $init_opt $TRAIN_ARGS
 fi
 
 if stage 5; then

@@ -60,8 +60,12 @@ def log(exp, msg):
         f.write(line + "\n")
 
 
-def load_split(d):
+def load_split(d, src=0):
+    """index.jsonl and feats.npy of one synth.py output directory; every record gets "src", the
+    position of its feats array in the list that Batcher is given."""
     idx = [json.loads(l) for l in open(os.path.join(d, "index.jsonl"), encoding="utf-8")]
+    for m in idx:
+        m["src"] = src
     feats = np.load(os.path.join(d, "feats.npy"), mmap_mode="r")
     return idx, feats
 
@@ -107,7 +111,8 @@ def feats_stats(idx, feats, path):
 
 class Batcher:
     def __init__(self, a, idx, feats, sp, tl, mean, std, rng):
-        self.a, self.feats, self.sp, self.rng = a, feats, sp, rng
+        self.a, self.sp, self.rng = a, sp, rng
+        self.feats = feats if isinstance(feats, list) else [feats]  # one array per source dir
         self.tid = {t: i for i, t in enumerate(tl)}
         self.tw = 1 + int(a.window * 16000) // 160
         self.mean = torch.from_numpy(mean)
@@ -131,7 +136,8 @@ class Batcher:
 
     def window(self, m, lead):
         x = torch.full((self.tw, 80), SILENCE)
-        f = torch.from_numpy(np.asarray(self.feats[m["offset"]:m["offset"] + m["frames"]], dtype=np.float32))
+        src = self.feats[m.get("src", 0)]
+        f = torch.from_numpy(np.asarray(src[m["offset"]:m["offset"] + m["frames"]], dtype=np.float32))
         x[lead:lead + f.shape[0]] = f
         return (x - self.mean) / self.std
 
@@ -359,6 +365,9 @@ def main():
     ap.add_argument("--prompt-ffn", dest="prompt_ffn", type=int, default=256)
     ap.add_argument("--cross-layers", dest="cross_layers", type=ref._ilist, default=[3, 6])
     ap.add_argument("--interctc", type=ref._ilist, default=[3])
+    ap.add_argument("--extra", action="append", default=[],
+                    help="another synth.py output directory to train on (repeatable; stage 1b's "
+                         "Debian sentences); feats_stats come from --train alone")
     ap.add_argument("--window", type=float, default=6.0, help="speech_length in seconds")
     ap.add_argument("--batch", type=int, default=24)
     ap.add_argument("--lr", type=float, default=1.5e-3)
@@ -396,10 +405,18 @@ def main():
     sp.Load(os.path.join(a.tok, "bpe.model"))
     tl = [l.rstrip("\n") for l in open(os.path.join(a.tok, "tokens.txt"), encoding="utf-8")]
     idx, feats = load_split(a.train)
+    n_core = len(idx)
+    feats = [feats]
+    for k, d in enumerate(a.extra, 1):
+        i2, f2 = load_split(d, k)
+        idx += i2
+        feats.append(f2)
     dev_idx, dev_feats = load_split(a.dev)
     stats = os.path.join(a.exp, "feats_stats.npz")
     if not os.path.exists(stats):
-        feats_stats(idx, feats, stats)
+        # the core set's statistics only, so that adding --extra data to a continued model
+        # keeps the normalisation it was trained with
+        feats_stats(idx[:n_core], feats[0], stats)
     mean, std = ref.global_mvn_stats(stats)
     cfg = make_config(a, tl)
     hp = ref.HParams(cfg)
@@ -458,7 +475,8 @@ def main():
             model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()})
             log(a.exp, f"initialised from {a.init}")
         log(a.exp, f"{n_par} parameters, vocab {len(tl)}, {len(bat.idx)} training utterances "
-                   f"({bat.dropped} longer than {a.window} s left out), window {bat.tw} frames")
+                   f"({len(idx) - n_core} of them from --extra; "
+                   f"{bat.dropped} longer than {a.window} s left out), window {bat.tw} frames")
 
     def save():
         st = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "spent": spent,

@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Checks recipes/owsm_ctc_tiny/local/debtext.py offline: a .deb made here (dpkg-deb --build)
+holding two gettext catalogs written here (German and Russian) stands in for the Debian packages,
+and the sentences debtext.py keeps, drops and pairs are compared with what its rules say.
+
+    debtext_check.py TOP_SRCDIR
+"""
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+
+def write_mo(path, msgs):
+    """A GNU .mo file (little-endian, no hash table) of the {msgid: msgstr} dict."""
+    msgs = dict(msgs)
+    msgs[""] = "Content-Type: text/plain; charset=UTF-8\n"
+    keys = sorted(msgs)
+    ids = [k.encode() for k in keys]
+    strs = [msgs[k].encode() for k in keys]
+    n = len(keys)
+    o_ids, o_strs = 28, 28 + 8 * n
+    data = 28 + 16 * n
+    tab_i, tab_s, blob = [], [], b""
+    for b in ids:
+        tab_i.append((len(b), data + len(blob)))
+        blob += b + b"\0"
+    for b in strs:
+        tab_s.append((len(b), data + len(blob)))
+        blob += b + b"\0"
+    with open(path, "wb") as f:
+        f.write(struct.pack("<7I", 0x950412DE, 0, n, o_ids, o_strs, 0, 0))
+        for ln, off in tab_i + tab_s:
+            f.write(struct.pack("<2I", ln, off))
+        f.write(blob)
+
+
+def jsonl(path, recs):
+    with open(path, "w", encoding="utf-8") as f:
+        for r in recs:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def main():
+    top = sys.argv[1]
+    tmp = tempfile.mkdtemp(prefix="cochlea_debtext")
+    try:
+        text = os.path.join(tmp, "text")
+        os.makedirs(text)
+        # the training text decides the characters and the length allowed per language
+        train = [("deu", "Öffne die Datei. Lies sie jetzt bitte ganz langsam."),
+                 ("deu", "Wir fahren morgen mit dem Zug nach Berlin."),
+                 ("deu", "Um 9 Uhr fahren wir."),  # a digit occurs in the text
+                 ("rus", "Открыть этот файл и прочитать его сейчас очень медленно."),
+                 ("rus", "Это файл Linux на диске."),  # Latin letters occur in the text
+                 ("eng", "Open the file and read it very slowly now, please."),
+                 ("eng", "We will take the train tomorrow to a big city.")]
+        jsonl(os.path.join(text, "train.jsonl"),
+              [{"id": f"t{i}", "lang": l, "text": t, "pair": {}} for i, (l, t) in enumerate(train)])
+        jsonl(os.path.join(text, "dev.jsonl"), [{"id": "d0", "lang": "deu", "text": "Wir lesen die Datei.", "pair": {}}])
+        jsonl(os.path.join(text, "test.jsonl"), [{"id": "s0", "lang": "eng", "text": "Read the file now.", "pair": {}}])
+        de = {"Open the file.": "Öffne die Datei.",                 # kept, pair kept
+              "Read the file now.": "Lies die Datei jetzt.",        # German kept; English is a test sentence
+              "Read the file.": "Wir lesen die Datei.",             # German is a dev sentence
+              "Version 2 is here.": "Version 2 ist da.",            # digit
+              "Save as %s.": "Speichern als %s.",                   # format directive
+              "Use the VLC player.": "Nimm den VLC Spieler.",       # acronym (and V, L, C unseen)
+              "We take the train.": "Wir fahren mit der DB.",       # acronym
+              "Close it": "Schließe sie",                           # no full stop
+              "Go to Zurich.": "Fahr nach Zürich.",                 # ü is not in the German training text
+              "Read it.": "Lies sie.",                              # two words only
+              "Read the file now and tomorrow slowly after the train.":
+                  "Lies die Datei jetzt und lies sie morgen ganz langsam nach dem Zug.",  # too long
+              "I leave at 9.": "Um 9 Uhr fahre ich.",               # a digit (seen in the text)
+              "See file.txt now.": "Lies file.txt jetzt."}         # a file name
+        ru = {"Open the file.": "Открыть этот файл.",               # kept, pair kept
+              "Open the Linux file.": "Открыть файл Linux."}        # Latin letters (all seen) in Russian
+        pkg = os.path.join(tmp, "pkg")
+        for loc, msgs in (("de", de), ("ru", ru), ("xx", {"Open the file.": "Xx xx xx."})):
+            d = os.path.join(pkg, "usr", "share", "locale", loc, "LC_MESSAGES")
+            os.makedirs(d)
+            write_mo(os.path.join(d, "test.mo"), msgs)
+        os.makedirs(os.path.join(pkg, "DEBIAN"))
+        with open(os.path.join(pkg, "DEBIAN", "control"), "w") as f:
+            f.write("Package: cochlea-test-l10n\nVersion: 1.0\nArchitecture: all\n"
+                    "Maintainer: Cochlea <cochlea@example.org>\nDescription: test catalogs\n")
+        debs = os.path.join(tmp, "debs")
+        os.makedirs(debs)
+        subprocess.run(["dpkg-deb", "--root-owner-group", "--build", pkg,
+                        os.path.join(debs, "cochlea-test-l10n_1.0_all.deb")], check=True, capture_output=True)
+        script = os.path.join(top, "recipes", "owsm_ctc_tiny", "local", "debtext.py")
+
+        def run(*extra):
+            r = subprocess.run([sys.executable, script, text, debs, "--packages", "cochlea-test-l10n", *extra],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                raise SystemExit(f"FAIL: debtext.py exited {r.returncode}: {r.stderr.strip()[-400:]}")
+            return [json.loads(l) for l in open(os.path.join(text, "extra.jsonl"), encoding="utf-8")]
+
+        got = sorted((r["lang"], r["text"], json.dumps(r["pair"], sort_keys=True, ensure_ascii=False))
+                     for r in run())
+        want = sorted([
+            ("deu", "Öffne die Datei.", json.dumps({"eng": "Open the file."}, ensure_ascii=False)),
+            ("deu", "Lies die Datei jetzt.", "{}"),
+            ("rus", "Открыть этот файл.", json.dumps({"eng": "Open the file."}, ensure_ascii=False)),
+            ("eng", "We take the train.", "{}"),  # its German has an acronym
+            ("eng", "Open the file.", json.dumps({"deu": "Öffne die Datei.", "rus": "Открыть этот файл."},
+                                                 sort_keys=True, ensure_ascii=False)),
+        ])
+        if got != want:
+            print("FAIL: debtext.py kept\n  " + "\n  ".join(map(str, got)) + "\nexpected\n  "
+                  + "\n  ".join(map(str, want)))
+            return 1
+        print(f"ok: debtext.py keeps the {len(want)} sentences its rules allow, with their translations")
+        capped = run("--per-lang", "1")
+        n = {l: sum(r["lang"] == l for r in capped) for l in ("deu", "rus", "eng")}
+        if n != {"deu": 1, "rus": 1, "eng": 1}:  # 2, 1 and 2 candidates
+            print(f"FAIL: --per-lang 1 kept {n}")
+            return 1
+        print("ok: --per-lang caps each language")
+        r = subprocess.run([sys.executable, script, text, debs, "--packages", "cochlea-no-such-package-x"],
+                           capture_output=True, text=True)
+        if r.returncode == 0 or "no package could be fetched" not in r.stderr + r.stdout:
+            print(f"FAIL: no package fetched, but exit {r.returncode}: {r.stderr.strip()[-300:]}")
+            return 1
+        print("ok: a clear error when no package can be fetched")
+        return 0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
