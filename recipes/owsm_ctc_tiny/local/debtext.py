@@ -65,10 +65,14 @@ def fetch(debdir, packages):
     for p in packages:
         got = glob.glob(os.path.join(debdir, f"{p}_*.deb"))
         if not got:
-            r = subprocess.run(["apt-get", "download", p], cwd=debdir, capture_output=True, text=True)
+            try:
+                r = subprocess.run(["apt-get", "download", p], cwd=debdir, capture_output=True, text=True)
+                rc, err = r.returncode, r.stderr
+            except OSError as e:  # no apt-get on this system
+                rc, err = 1, str(e)
             got = glob.glob(os.path.join(debdir, f"{p}_*.deb"))
-            if r.returncode != 0 or not got:
-                msg = (r.stderr.strip().splitlines() or ["failed"])[-1]
+            if rc != 0 or not got:
+                msg = (err.strip().splitlines() or ["failed"])[-1]
                 print(f"debtext: skipping {p}: apt-get download: {msg}", file=sys.stderr)
                 continue
         have.append(sorted(got)[-1])
