@@ -83,6 +83,10 @@ def main():
             d = os.path.join(pkg, "usr", "share", "locale", loc, "LC_MESSAGES")
             os.makedirs(d)
             write_mo(os.path.join(d, "test.mo"), msgs)
+        # LibreOffice's layout: LOCALE/LC_MESSAGES elsewhere, every message with a msgctxt
+        d = os.path.join(pkg, "usr", "lib", "office", "resource", "de", "LC_MESSAGES")
+        os.makedirs(d)
+        write_mo(os.path.join(d, "lo.mo"), {"STR_OPEN_NOW\x04Open it now.": "Öffne sie jetzt."})
         os.makedirs(os.path.join(pkg, "DEBIAN"))
         with open(os.path.join(pkg, "DEBIAN", "control"), "w") as f:
             f.write("Package: cochlea-test-l10n\nVersion: 1.0\nArchitecture: all\n"
@@ -107,6 +111,8 @@ def main():
             ("deu", "Lies die Datei jetzt.", "{}"),
             ("rus", "Открыть этот файл.", json.dumps({"eng": "Open the file."}, ensure_ascii=False)),
             ("eng", "We take the train.", "{}"),  # its German has an acronym
+            ("deu", "Öffne sie jetzt.", json.dumps({"eng": "Open it now."}, ensure_ascii=False)),
+            ("eng", "Open it now.", json.dumps({"deu": "Öffne sie jetzt."}, ensure_ascii=False)),
             ("eng", "Open the file.", json.dumps({"deu": "Öffne die Datei.", "rus": "Открыть этот файл."},
                                                  sort_keys=True, ensure_ascii=False)),
         ])

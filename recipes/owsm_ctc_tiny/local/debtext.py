@@ -8,7 +8,7 @@ epochs learns those sentences rather than the language: with the shipped model o
 its own training utterances was 14 % against 32 % on unseen sentences of the same voices. This
 stage adds sentences from the gettext message catalogs (.mo) of a fixed list of Debian packages,
 which carry translations of the same English messages into every language of the recipe (user
-interface and documentation text of VLC, GIMP, Inkscape, PostgreSQL, git, ...).
+interface and documentation text of LibreOffice, VLC, GIMP, Inkscape, PostgreSQL, git, ...).
 
 The packages are fetched with `apt-get download` into DEB_DIR (kept, so a rerun needs no
 network; packages that cannot be fetched are skipped with a note) and read without installing
@@ -46,11 +46,13 @@ import text as T  # noqa: E402
 # packages whose catalogs are large and translated into most of the recipe's languages
 PACKAGES = ["vlc-l10n", "gimp", "inkscape", "postgresql-15", "git", "appstream", "libgtk2.0-common",
             "systemd", "apt", "gnome-control-center-data", "evolution-data-server-common",
-            "gsettings-desktop-schemas"]
+            "gsettings-desktop-schemas"] + [
+    f"libreoffice-l10n-{c}" for c in ("ar", "de", "es", "fr", "it", "ja", "ko", "nl", "pl", "pt", "pt-br",
+                                      "ru", "tr", "zh-cn")]
 # the recipe's languages and the gettext locale directories that hold them
 LOCALES = {"ara": ["ar"], "deu": ["de"], "fra": ["fr"], "ita": ["it"], "jpn": ["ja"], "kor": ["ko"],
-           "nld": ["nl"], "pol": ["pl"], "por": ["pt", "pt_BR"], "rus": ["ru"], "spa": ["es"],
-           "tur": ["tr"], "zho": ["zh_CN"]}
+           "nld": ["nl"], "pol": ["pl"], "por": ["pt", "pt_BR", "pt-BR"], "rus": ["ru"], "spa": ["es"],
+           "tur": ["tr"], "zho": ["zh_CN", "zh-CN"]}
 NON_LATIN = {"ara", "jpn", "kor", "rus", "zho"}
 ENDS = ".!?。！？؟"
 # markup, format directives, paths, ellipses, URLs, file names (a.b), accelerators, quotes
@@ -80,12 +82,13 @@ def fetch(debdir, packages):
 
 
 def catalogs(deb, tmp):
-    """(locale, path) of every .mo file of the recipe's locales in one package."""
+    """(locale, path) of every .mo file of the recipe's locales in one package: under
+    usr/share/locale/LOCALE/LC_MESSAGES, or LOCALE/LC_MESSAGES anywhere (LibreOffice)."""
     os.makedirs(tmp, exist_ok=True)
     subprocess.run(["dpkg-deb", "-x", deb, tmp], check=True)
     want = {c for cs in LOCALES.values() for c in cs}
     out = []
-    for f in sorted(glob.glob(os.path.join(tmp, "usr", "share", "locale", "*", "LC_MESSAGES", "*.mo"))):
+    for f in sorted(glob.glob(os.path.join(tmp, "**", "LC_MESSAGES", "*.mo"), recursive=True)):
         loc = f.split(os.sep)[-3]
         if loc in want:
             out.append((loc, f))
@@ -93,14 +96,15 @@ def catalogs(deb, tmp):
 
 
 def messages(path):
-    """(msgid, msgstr) pairs of one catalog (singular messages only)."""
+    """(msgid, msgstr) pairs of one catalog (singular messages only; a msgctxt is dropped)."""
     try:
         with open(path, "rb") as f:
             cat = gettext.GNUTranslations(f)._catalog
     except (OSError, ValueError, UnicodeDecodeError) as e:
         print(f"debtext: skipping {path}: {e}", file=sys.stderr)
         return []
-    return [(k, v) for k, v in cat.items() if isinstance(k, str) and k and isinstance(v, str) and v]
+    return [(k.split("\x04")[-1], v) for k, v in cat.items()
+            if isinstance(k, str) and k and isinstance(v, str) and v]
 
 
 def shape_ok(lang, s):
