@@ -59,6 +59,9 @@ ENDS = ".!?。！？؟"
 BAD = re.compile(r"[%{}<>_/\\|=@#$&*\[\]~`^\"+]|\.\.|…|https?:|\w\.\w|[0-9٠-٩０-９]")
 ACRONYM = re.compile(r"[A-Z][A-Z]")
 LATIN = re.compile(r"[A-Za-z]")
+# Japanese input for kakasi: kana, kanji, CJK punctuation, ! and ? only (kakasi turns some other
+# characters, an em dash for one, into different garbage from run to run)
+JAPANESE = re.compile(r"[\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff!?]+")
 
 
 def fetch(debdir, packages):
@@ -114,6 +117,8 @@ def shape_ok(lang, s):
         if ACRONYM.search(s):
             return False
     elif LATIN.search(s):
+        return False
+    if lang == "jpn" and not JAPANESE.fullmatch(s):
         return False
     if lang in ("jpn", "zho"):
         return len(s) >= 6
