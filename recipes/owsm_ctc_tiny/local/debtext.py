@@ -183,8 +183,8 @@ def main():
         return (shape_ok(lang, s) and len(s) <= maxlen.get(lang, 0) and s not in held
                 and set(s.replace(" ", "")) <= chars.get(lang, set()))
 
-    # English originals: normalised once
-    eng_src = sorted({k for v in raw.values() for _, k in v})
+    # English originals: normalised once (text.py's normalisation of English is norm() alone)
+    eng_src = sorted({k for v in raw.values() for _, k in v if shape_ok("eng", T.norm(k))})
     eng_norm = dict(zip(eng_src, convert("eng", eng_src)))
     eng_ok = {k: e for k, e in eng_norm.items() if keep("eng", e)}
     rng = random.Random(a.seed)
@@ -210,8 +210,7 @@ def main():
                         "pair": {"eng": e} if e else {}})
         print(f"debtext: {lang}: {len(cand)} candidates, {min(len(texts), a.per_lang)} kept",
               file=sys.stderr)
-    eng = sorted(eng_ok.values())
-    eng = sorted(set(eng))
+    eng = sorted(set(eng_ok.values()))
     rng.shuffle(eng)
     for i, e in enumerate(eng[:a.per_lang]):
         out.append({"id": f"deb-eng{i:05d}", "lang": "eng", "text": e, "pair": eng_pool.get(e, {})})
