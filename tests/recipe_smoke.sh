@@ -128,7 +128,7 @@ else
     tail -n 10 "$tmp/log8"
 fi
 rm -rf "$w/extra"
-if SMOKE=1 EXTRA=1 WORK="$w" DATA="$data" PYTHON="$PYTHON" STAGE=4 STOP_STAGE=4 EXP="$w/exp_extra3" \
+if SMOKE=1 EXTRA=1 WORK="$w" DATA="$data" PYTHON="$PYTHON" STAGE=4 STOP_STAGE=4 EXP="$w/exp_extra_missing" \
     sh "$top_srcdir/recipes/owsm_ctc_tiny/run.sh" >"$tmp/log9" 2>&1; then
     fail "run.sh EXTRA=1 without \$WORK/extra succeeded"
 else

@@ -36,6 +36,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 
@@ -172,12 +173,12 @@ def main():
     raw = {}  # lang -> list of (text, english original)
     tmp = os.path.join(a.debs, "x")
     for deb in debs:
-        subprocess.run(["rm", "-rf", tmp], check=True)
+        shutil.rmtree(tmp, ignore_errors=True)
         for loc, path in catalogs(deb, tmp):
             lang = lang_of[loc]
             for k, v in messages(path):
                 raw.setdefault(lang, []).append((v, k))
-    subprocess.run(["rm", "-rf", tmp], check=True)
+    shutil.rmtree(tmp, ignore_errors=True)
 
     def keep(lang, s):
         return (shape_ok(lang, s) and len(s) <= maxlen.get(lang, 0) and s not in held

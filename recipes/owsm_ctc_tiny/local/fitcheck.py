@@ -39,10 +39,7 @@ def main():
     cfg = yaml.safe_load(open(os.path.join(a.exp, "config.yaml"), encoding="utf-8"))
     hp = ref.HParams(cfg)
     model = ref.OwsmCtcModel(hp)
-    sd = torch.load(a.weights, map_location="cpu", weights_only=False)
-    if "model" in sd and isinstance(sd["model"], dict):
-        sd = sd["model"]
-    model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()})
+    T.load_weights(model, a.weights)
     import sentencepiece
     sp = sentencepiece.SentencePieceProcessor()
     sp.Load(os.path.join(a.work, "tok", "bpe.model"))
@@ -55,10 +52,7 @@ def main():
         bat = T.Batcher(opts, idx, feats, sp, tl, mean, std, random.Random(0))
         pool = list(bat.idx)
         random.Random(5).shuffle(pool)
-        per = {}
-        for m in pool:
-            per.setdefault(m["lang"], []).append(m)
-        sub = [m for l in sorted(per) for m in per[l][:a.per_lang]]
+        sub = T.per_language(pool, a.per_lang)
         cer, lid = T.validate(model, hp, opts, bat, sub, tl, sp, hp.ids["na"])
         print(f"fitcheck: {split}: {len(sub)} utterances, CER {100 * cer:.1f} %, LID {100 * lid:.1f} %",
               flush=True)

@@ -70,6 +70,22 @@ def load_split(d, src=0):
     return idx, feats
 
 
+def per_language(idx, n):
+    """The first n records of each language, languages in sorted order (validation subsets)."""
+    by = {}
+    for m in idx:
+        by.setdefault(m["lang"], []).append(m)
+    return [m for l in sorted(by) for m in by[l][:n]]
+
+
+def load_weights(model, path):
+    """Model weights from a state_dict .pth (any float dtype) or a train.py checkpoint.pt."""
+    sd = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(sd.get("model"), dict):
+        sd = sd["model"]
+    model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()})
+
+
 def sizes(a):
     return types.SimpleNamespace(
         layers=a.layers, d_model=a.d_model, heads=a.heads, ffn=a.ffn, cgmlp=a.cgmlp,
@@ -454,10 +470,7 @@ def main():
     rng = random.Random(a.seed)
     bat = Batcher(a, idx, feats, sp, tl, mean, std, rng)
     dbat = Batcher(a, dev_idx, dev_feats, sp, tl, mean, std, random.Random(0))
-    per_lang = {}
-    for m in dbat.idx:
-        per_lang.setdefault(m["lang"], []).append(m)
-    dev_sub = [m for l in sorted(per_lang) for m in per_lang[l][:a.valid_utts]]
+    dev_sub = per_language(dbat.idx, a.valid_utts)
 
     ck = os.path.join(a.exp, "checkpoint.pt")
     step, spent, best = 0, 0.0, float("inf")
@@ -471,8 +484,7 @@ def main():
         log(a.exp, f"resumed at step {step} ({spent / 60:.1f} min trained, best dev CER {best:.4f})")
     else:
         if a.init:
-            sd = torch.load(a.init, map_location="cpu")
-            model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()})
+            load_weights(model, a.init)
             log(a.exp, f"initialised from {a.init}")
         log(a.exp, f"{n_par} parameters, vocab {len(tl)}, {len(bat.idx)} training utterances "
                    f"({len(idx) - n_core} of them from --extra; "
