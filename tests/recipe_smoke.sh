@@ -135,6 +135,26 @@ else
     grep -q "EXTRA=1 but no $w/extra" "$tmp/log9" && echo "ok: run.sh EXTRA=1 names the missing \$WORK/extra" \
         || { fail "run.sh EXTRA=1: unexpected error"; tail -n 3 "$tmp/log9"; }
 fi
+# --average N: the weights of the last N validations are kept (older ones deleted) and their
+# mean is written and validated when training ends
+if SMOKE=1 WORK="$w" DATA="$data" PYTHON="$PYTHON" STAGE=4 STOP_STAGE=4 EXP="$w/exp_avg" \
+    TRAIN_ARGS="--average 2 --valid-every 2" sh "$top_srcdir/recipes/owsm_ctc_tiny/run.sh" >"$tmp/log12" 2>&1 \
+    && grep -q "average of the 2 snapshots of steps 4-6: dev CER" "$tmp/log12" \
+    && [ "$(ls "$w/exp_avg/snapshots" | tr '\n' ' ')" = "step0000004.pth step0000006.pth " ] \
+    && "$PYTHON" -c '
+import sys, torch
+a, b, m = (torch.load(f, map_location="cpu") for f in sys.argv[1:4])
+assert sorted(a) == sorted(m), "tensor names differ"
+bad = [k for k in m if m[k].is_floating_point() and not torch.allclose(m[k], (a[k] + b[k]) / 2, atol=1e-6)]
+assert not bad, "not the mean: %s" % bad[:5]
+assert any(not torch.equal(a[k], b[k]) for k in a), "the snapshots are the same weights"
+' "$w/exp_avg/snapshots/step0000004.pth" "$w/exp_avg/snapshots/step0000006.pth" "$w/exp_avg/average.pth" \
+    >>"$tmp/log12" 2>&1; then
+    echo "ok: --average keeps the last validations' weights and averages them"
+else
+    fail "train.py --average"
+    tail -n 10 "$tmp/log12"
+fi
 # local/fitcheck.py (training against dev CER) runs on the smoke model
 if "$PYTHON" "$top_srcdir/recipes/owsm_ctc_tiny/local/fitcheck.py" "$w" "$w/exp" "$w/exp/best.pth" --per-lang 1 \
     >"$tmp/log11" 2>&1 && [ "$(grep -c '^fitcheck: \(train\|dev\): 14 utterances, CER [0-9.]* %, LID' "$tmp/log11")" -eq 2 ]; then

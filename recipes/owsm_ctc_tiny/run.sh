@@ -65,7 +65,7 @@ else
     synth_train="--renditions 2 --eng-renditions 1 --own-renditions 12"
     vocab=6000
     # model "C" of the README: the size the shipped model has
-    train_opts="--d-model 192 --ffn 768 --cgmlp 768 --prompt-ffn 384"
+    train_opts="--d-model 192 --ffn 768 --cgmlp 768 --prompt-ffn 384 --average 8"
 fi
 
 stage() { [ "$STAGE" -le "$1" ] && [ "$STOP_STAGE" -ge "$1" ]; }

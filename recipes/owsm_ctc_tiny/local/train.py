@@ -119,8 +119,8 @@ def feats_stats(idx, feats, path):
     n = 0
     for m in idx:
         x = np.asarray(feats[m["offset"]:m["offset"] + m["frames"]], dtype=np.float64)
-        s += x.sum(0)
-        s2 += (x * x).sum(0)
+        s += x.mean(0)
+        s2 += (x * x).mean(0)
         n += x.shape[0]
     np.savez(path, count=np.int64(n), sum=s.astype(np.float32), sum_square=s2.astype(np.float32))
 
@@ -410,6 +410,10 @@ def main():
                     help="if > 0: the cosine schedule runs over this much training time (wall clock, "
                          "summed over resumed runs) instead of "
                          "--max-steps, and training stops when it is spent (for a fixed-time GPU lease)")
+    ap.add_argument("--average", type=int, default=0,
+                    help="keep the weights of the last N validations in EXP/snapshots and, when "
+                         "training ends, validate their average (EXP/average.pth); it becomes "
+                         "best.pth when its dev CER is the lowest")
     ap.add_argument("--init", help="start from these model weights (a state_dict .pth, any float dtype) "
                     "with a fresh optimiser and schedule; ignored when the experiment resumes")
     a = ap.parse_args()
@@ -496,6 +500,30 @@ def main():
         torch.save(st, ck + ".tmp")
         os.replace(ck + ".tmp", ck)
 
+    snap_dir = os.path.join(a.exp, "snapshots")
+
+    def snapshots():
+        # (step, file) of the kept snapshots, oldest first
+        if not os.path.isdir(snap_dir):
+            return []
+        return sorted((int(f[4:-4]), os.path.join(snap_dir, f)) for f in os.listdir(snap_dir)
+                      if f.startswith("step") and f.endswith(".pth") and f[4:-4].isdigit())
+
+    def valid():
+        nonlocal best
+        cer, lid = validate(model, hp, a, dbat, dev_sub, tl, sp, na)
+        log(a.exp, f"step {step} dev CER {cer * 100:.2f} % LID {lid * 100:.1f} % ({len(dev_sub)} utterances)")
+        if cer < best:
+            best = cer
+            torch.save(model.state_dict(), os.path.join(a.exp, "best.pth"))
+        if a.average > 1:
+            os.makedirs(snap_dir, exist_ok=True)
+            f = os.path.join(snap_dir, f"step{step:07d}.pth")
+            torch.save(model.state_dict(), f + ".tmp")
+            os.replace(f + ".tmp", f)
+            for _, old in snapshots()[:-a.average]:
+                os.remove(old)
+
     na = hp.ids["na"]
     model.train()
     t_start = time.time()
@@ -531,23 +559,31 @@ def main():
                        f"{run['i'] / n:.2f}) lr {lr_at(step):.2e} {spent / step:.2f} s/step")
             run = {"loss": 0.0, "f": 0.0, "i": 0.0, "n": 0}
         if step % a.valid_every == 0 or step == a.max_steps:
-            cer, lid = validate(model, hp, a, dbat, dev_sub, tl, sp, na)
-            log(a.exp, f"step {step} dev CER {cer * 100:.2f} % LID {lid * 100:.1f} % ({len(dev_sub)} utterances)")
-            if cer < best:
-                best = cer
-                torch.save(model.state_dict(), os.path.join(a.exp, "best.pth"))
+            valid()
         if step % a.ckpt_every == 0:
             save()
     if a.schedule_minutes > 0 and step % a.valid_every != 0:
-        cer, lid = validate(model, hp, a, dbat, dev_sub, tl, sp, na)
-        log(a.exp, f"step {step} dev CER {cer * 100:.2f} % LID {lid * 100:.1f} % ({len(dev_sub)} utterances)")
-        if cer < best:
-            best = cer
-            torch.save(model.state_dict(), os.path.join(a.exp, "best.pth"))
+        valid()
     save()
     torch.save(model.state_dict(), os.path.join(a.exp, "last.pth"))
     if not os.path.exists(os.path.join(a.exp, "best.pth")):
         torch.save(model.state_dict(), os.path.join(a.exp, "best.pth"))
+    snaps = snapshots()
+    if a.average > 1 and len(snaps) > 1:
+        # the mean of the last validated weights (float tensors; the others, such as counters,
+        # from the newest snapshot)
+        sds = [torch.load(f, map_location="cpu", weights_only=True) for _, f in snaps]
+        avg = {k: (torch.stack([sd[k].float() for sd in sds]).mean(0).to(v.dtype)
+                   if v.is_floating_point() else v) for k, v in sds[-1].items()}
+        model.load_state_dict(avg)
+        torch.save(model.state_dict(), os.path.join(a.exp, "average.pth"))
+        cer, lid = validate(model, hp, a, dbat, dev_sub, tl, sp, na)
+        log(a.exp, f"average of the {len(snaps)} snapshots of steps {snaps[0][0]}-{snaps[-1][0]}: "
+                   f"dev CER {cer * 100:.2f} % LID {lid * 100:.1f} %"
+                   + ("; it is best.pth" if cer < best else f"; best.pth stays ({best * 100:.2f} %)"))
+        if cer < best:
+            best = cer
+            torch.save(model.state_dict(), os.path.join(a.exp, "best.pth"))
     log(a.exp, f"stopped at step {step}, {spent / 60:.1f} min, best dev CER {best * 100:.2f} %")
 
 
