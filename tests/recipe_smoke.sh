@@ -45,6 +45,24 @@ tl="$w/tok/tokens.txt"
 [ "$(sed -n 1p "$tl")" = "<blank>" ] && [ "$(sed -n 4p "$tl")" = "<nolang>" ] && [ "$(sed -n 32p "$tl")" = "<eng>" ] \
     && [ "$(sed -n 156p "$tl")" = "<asr>" ] && [ "$(sed -n 181p "$tl")" = "<st_zho>" ] \
     && [ "$(tail -n 1 "$tl")" = "<sop>" ] && echo "ok: token layout" || fail "token list layout"
+# feats_stats.npz: ESPnet's count / sum / sum of squares over every training frame, so that
+# global_mvn gets the training set's mean and standard deviation
+if "$PYTHON" -c '
+import json, sys, numpy as np
+st = np.load(sys.argv[1] + "/exp/feats_stats.npz")
+f = np.load(sys.argv[1] + "/train/feats.npy").astype(np.float64)
+rows = np.concatenate([np.arange(m["offset"], m["offset"] + m["frames"])
+                       for m in map(json.loads, open(sys.argv[1] + "/train/index.jsonl"))])
+x = f[rows]
+assert int(st["count"]) == len(rows), (int(st["count"]), len(rows))
+assert np.allclose(st["sum"], x.sum(0), rtol=1e-5), "sum"
+assert np.allclose(st["sum_square"], (x * x).sum(0), rtol=1e-5), "sum_square"
+' "$w" >"$tmp/log13" 2>&1; then
+    echo "ok: feats_stats.npz holds the training frames' count, sum and sum of squares"
+else
+    fail "feats_stats.npz"
+    tail -n 3 "$tmp/log13"
+fi
 # resuming: a second stage-4 run starts from the checkpoint and stops at once
 if SMOKE=1 WORK="$w" DATA="$data" PYTHON="$PYTHON" STAGE=4 STOP_STAGE=4 \
     sh "$top_srcdir/recipes/owsm_ctc_tiny/run.sh" >"$tmp/log2" 2>&1 && grep -q "resumed at step 6" "$tmp/log2"; then

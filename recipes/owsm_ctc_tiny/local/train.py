@@ -119,8 +119,8 @@ def feats_stats(idx, feats, path):
     n = 0
     for m in idx:
         x = np.asarray(feats[m["offset"]:m["offset"] + m["frames"]], dtype=np.float64)
-        s += x.mean(0)
-        s2 += (x * x).mean(0)
+        s += x.sum(0)
+        s2 += (x * x).sum(0)
         n += x.shape[0]
     np.savez(path, count=np.int64(n), sum=s.astype(np.float32), sum_square=s2.astype(np.float32))
 
