@@ -70,6 +70,12 @@ def load_split(d, src=0):
     return idx, feats
 
 
+def save_atomic(obj, path):
+    """torch.save through a temporary file, so that an interrupted run never leaves half a file."""
+    torch.save(obj, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
 def per_language(idx, n):
     """The first n records of each language, languages in sorted order (validation subsets)."""
     by = {}
@@ -497,8 +503,7 @@ def main():
     def save():
         st = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "spent": spent,
               "best": best, "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}
-        torch.save(st, ck + ".tmp")
-        os.replace(ck + ".tmp", ck)
+        save_atomic(st, ck)
 
     snap_dir = os.path.join(a.exp, "snapshots")
 
@@ -518,9 +523,7 @@ def main():
             torch.save(model.state_dict(), os.path.join(a.exp, "best.pth"))
         if a.average > 1:
             os.makedirs(snap_dir, exist_ok=True)
-            f = os.path.join(snap_dir, f"step{step:07d}.pth")
-            torch.save(model.state_dict(), f + ".tmp")
-            os.replace(f + ".tmp", f)
+            save_atomic(model.state_dict(), os.path.join(snap_dir, f"step{step:07d}.pth"))
             for _, old in snapshots()[:-a.average]:
                 os.remove(old)
 
