@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks recipes/owsm_ctc_tiny/local/debtext.py offline: a .deb made here (dpkg-deb --build)
 holding two gettext catalogs written here (German and Russian) stands in for the Debian packages,
-and the sentences debtext.py keeps, drops and pairs are compared with what its rules say.
+and the sentences debtext.py keeps, drops and pairs are compared with what its rules say. A second
+.deb made here, named fortunes-de, stands in for a fortune cookie package (--fortunes).
 
     debtext_check.py TOP_SRCDIR
 """
@@ -95,6 +96,31 @@ def main():
         os.makedirs(debs)
         subprocess.run(["dpkg-deb", "--root-owner-group", "--build", pkg,
                         os.path.join(debs, "cochlea-test-l10n_1.0_all.deb")], check=True, capture_output=True)
+        # a fortunes package: cookies between lines "%", an attribution line, a Latin-1 file,
+        # an offensive section and an index (.dat) that must not be read
+        fpkg = os.path.join(tmp, "fpkg")
+        fdir = os.path.join(fpkg, "usr", "share", "games", "fortunes", "de")
+        os.makedirs(os.path.join(fdir, "off"))
+        with open(os.path.join(fdir, "sprueche"), "w", encoding="utf-8") as f:
+            f.write("Wir fahren morgen. Lies sie jetzt bitte!\n"  # kept; "!" is not in the training text
+                    "\t-- Wir fahren mit dem Zug.\n%\n"           # an attribution, dropped
+                    "- Wir lesen die Datei.\n%\n"                # a dev sentence (after its dash)
+                    "Öffne die Datei.\n%\n"                      # already kept from the catalogs
+                    "Fahr nach Zürich bitte.\n%\n"               # ü is not in the training text
+                    "Wir fahren\nmorgen mit dem Zug.\n%\n"       # two lines, one sentence: kept
+                    "Lies die Datei jetzt bitte morgen mit dem Zug.\n")  # too long
+        with open(os.path.join(fdir, "alt"), "wb") as f:
+            f.write("»Öffne sie langsam bitte.«\n%\n".encode("latin-1"))  # Latin-1, quotes dropped: kept
+        with open(os.path.join(fdir, "off", "grob"), "w", encoding="utf-8") as f:
+            f.write("Wir fahren bitte langsam.\n%\n")
+        with open(os.path.join(fdir, "sprueche.dat"), "w", encoding="utf-8") as f:
+            f.write("Wir fahren ganz langsam.\n%\n")
+        os.makedirs(os.path.join(fpkg, "DEBIAN"))
+        with open(os.path.join(fpkg, "DEBIAN", "control"), "w") as f:
+            f.write("Package: fortunes-de\nVersion: 1.0\nArchitecture: all\n"
+                    "Maintainer: Cochlea <cochlea@example.org>\nDescription: test cookies\n")
+        subprocess.run(["dpkg-deb", "--root-owner-group", "--build", fpkg,
+                        os.path.join(debs, "fortunes-de_1.0_all.deb")], check=True, capture_output=True)
         script = os.path.join(top, "recipes", "owsm_ctc_tiny", "local", "debtext.py")
 
         def run(*extra):
@@ -127,6 +153,29 @@ def main():
             print(f"FAIL: --per-lang 1 kept {n}")
             return 1
         print("ok: --per-lang caps each language")
+        fort = run("--fortunes", "10", "--fortune-packages", "fortunes-de")
+        got_f = sorted((r["lang"], r["text"], json.dumps(r["pair"])) for r in fort if r["id"].startswith("fort-"))
+        want_f = sorted([("deu", "Wir fahren morgen.", "{}"), ("deu", "Wir fahren morgen mit dem Zug.", "{}"),
+                         ("deu", "Öffne sie langsam bitte.", "{}")])
+        rest = sorted((r["lang"], r["text"], json.dumps(r["pair"], sort_keys=True, ensure_ascii=False))
+                      for r in fort if not r["id"].startswith("fort-"))
+        if got_f != want_f or rest != want:
+            print("FAIL: debtext.py --fortunes kept\n  " + "\n  ".join(map(str, got_f)) + "\nexpected\n  "
+                  + "\n  ".join(map(str, want_f)) + ("" if rest == want else "\nand changed the catalog sentences"))
+            return 1
+        print(f"ok: --fortunes keeps the {len(want_f)} cookie sentences its rules allow")
+        if sum(r["id"].startswith("fort-") for r in run("--fortunes", "1", "--fortune-packages", "fortunes-de")) != 1:
+            print("FAIL: --fortunes 1 did not keep exactly one cookie sentence")
+            return 1
+        if any(r["id"].startswith("fort-") for r in run()):
+            print("FAIL: cookie sentences without --fortunes")
+            return 1
+        print("ok: --fortunes caps each language, and none without it")
+        r = subprocess.run([sys.executable, script, text, debs, "--packages", "cochlea-test-l10n",
+                            "--fortunes", "5", "--fortune-packages", "fortunes-xx"], capture_output=True, text=True)
+        if r.returncode == 0 or "fortunes-xx is not one of" not in r.stderr:
+            print(f"FAIL: unknown fortunes package, but exit {r.returncode}: {r.stderr.strip()[-300:]}")
+            return 1
         r = subprocess.run([sys.executable, script, text, debs, "--packages", "cochlea-no-such-package-x"],
                            capture_output=True, text=True)
         if r.returncode == 0 or "no package could be fetched" not in r.stderr + r.stdout:

@@ -9,7 +9,8 @@
 #   0 tools     check (and as root, install) espeak-ng, kakasi, opencc, sentencepiece, torch
 #   1 text      Tatoeba pairs -> train/dev/test split (+ our own sentences), normalised;
 #               with EXTRA=1, more training sentences per language from the translations
-#               (.mo catalogs) of a fixed list of Debian packages (local/debtext.py)
+#               (.mo catalogs) of a fixed list of Debian packages and from Debian's fortune
+#               cookie packages (local/debtext.py)
 #   2 synth     espeak-ng speech: training renditions with seen voice variants and augmentation,
 #               dev with seen variants, test with held-out variants (clean, WAV kept)
 #   3 tokenizer spm_train unigram model and the OWSM token list
@@ -28,7 +29,8 @@
 # when EXP holds a checkpoint to resume),
 # EXTRA (1, the default: stage 1 adds the Debian sentences, stage 2 speaks them into $WORK/extra
 # and stage 4 trains on them too; 0: Tatoeba and our sentences only; SMOKE runs use 0),
-# EXTRA_PER_LANG (at most this many Debian sentences per language, default 1500),
+# EXTRA_PER_LANG (at most this many Debian catalog sentences per language, default 1500),
+# FORTUNES_PER_LANG (at most this many fortune cookie sentences per language, default 1500; 0: none),
 # INSTALL=1 (stage 5 copies the model to models/, stage 7 writes samples/; off by default so
 # that a rerun never overwrites the committed files by accident).
 set -eu
@@ -46,6 +48,7 @@ SMOKE=${SMOKE:-0}
 INSTALL=${INSTALL:-0}
 EXTRA=${EXTRA:-}
 EXTRA_PER_LANG=${EXTRA_PER_LANG:-1500}
+FORTUNES_PER_LANG=${FORTUNES_PER_LANG:-1500}
 COCHLEA=${COCHLEA:-$top/build/cochlea}
 TRAIN_ARGS=${TRAIN_ARGS:-}
 TRAIN_MINUTES=${TRAIN_MINUTES:-0}
@@ -98,7 +101,8 @@ if stage 1; then
     # shellcheck disable=SC2086
     "$PY" "$L/text.py" "$DATA" "$here/sentences.tsv" "$WORK/text" $text_opts
     if [ "$EXTRA" = 1 ]; then
-        "$PY" "$L/debtext.py" "$WORK/text" "$WORK/debian" --per-lang "$EXTRA_PER_LANG"
+        "$PY" "$L/debtext.py" "$WORK/text" "$WORK/debian" --per-lang "$EXTRA_PER_LANG" \
+            --fortunes "$FORTUNES_PER_LANG"
     fi
 fi
 

@@ -26,8 +26,19 @@ kept as a translation pair when both pass. A candidate is kept when it
     so that it fits the training window;
   - is not a dev or test sentence of any language.
 At most --per-lang sentences per language are kept (a seeded random choice among the candidates,
-the same on every machine with the same packages). Output: TEXT_DIR/extra.jsonl, records like
-train.jsonl's ({"id", "lang", "text", "pair"}), used for training only.
+the same on every machine with the same packages).
+
+Interface text is not the kind of sentence people say. With --fortunes N (N > 0), up to N
+sentences per language are also taken from Debian's fortune cookie packages (fortunes, -min, -de,
+-es, -it, -pl, -ru, -br, -zh: sayings, jokes, dialogue, quotations in English, German, Spanish,
+Italian, Polish, Russian, Portuguese and Chinese). Each cookie (the text between two lines "%")
+loses its attribution lines ("-- Author") and is split into sentences after . ! ? (and the CJK
+full stops); a leading dialogue dash and quotes around it are dropped, and each sentence must pass the same rules
+as a catalog message. They have no translation ("pair": {}). Files under an "off" directory
+(the offensive sections) are never read.
+
+Output: TEXT_DIR/extra.jsonl, records like train.jsonl's ({"id", "lang", "text", "pair"}; ids
+deb-LANGNNNNN for catalog sentences, fort-LANGNNNNN for fortunes), used for training only.
 """
 import argparse
 import gettext
@@ -54,6 +65,10 @@ PACKAGES = ["vlc-l10n", "gimp", "inkscape", "postgresql-15", "git", "appstream",
 LOCALES = {"ara": ["ar"], "deu": ["de"], "fra": ["fr"], "ita": ["it"], "jpn": ["ja"], "kor": ["ko"],
            "nld": ["nl"], "pol": ["pl"], "por": ["pt", "pt_BR", "pt-BR"], "rus": ["ru"], "spa": ["es"],
            "tur": ["tr"], "zho": ["zh_CN", "zh-CN"]}
+# fortune cookie packages and the language of their cookies
+FORTUNES = {"fortunes": "eng", "fortunes-min": "eng", "fortunes-de": "deu", "fortunes-es": "spa",
+            "fortunes-it": "ita", "fortunes-pl": "pol", "fortunes-ru": "rus", "fortunes-br": "por",
+            "fortunes-zh": "zho"}
 NON_LATIN = {"ara", "jpn", "kor", "rus", "zho"}
 ENDS = ".!?。！？؟"
 # markup, format directives, paths, ellipses, URLs, file names (a.b), accelerators, quotes
@@ -111,6 +126,48 @@ def messages(path):
             if isinstance(k, str) and k and isinstance(v, str) and v]
 
 
+ATTRIBUTION = re.compile(r"^\s*(--|—|―|~~)")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
+
+
+def decode(b, lang):
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            return b.decode("gb18030") if lang == "zho" else b.decode("latin-1")
+        except UnicodeDecodeError:
+            return None
+
+
+def fortune_sentences(deb, lang, tmp):
+    """The sentences of every cookie of one fortunes package (not yet normalised or filtered)."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    subprocess.run(["dpkg-deb", "-x", deb, tmp], check=True)
+    out = set()
+    root = os.path.join(tmp, "usr", "share", "games", "fortunes")
+    for f in sorted(glob.glob(os.path.join(root, "**"), recursive=True)):
+        rel = os.path.relpath(f, root).split(os.sep)
+        if (os.path.islink(f) or not os.path.isfile(f) or "off" in rel[:-1]
+                or f.endswith((".dat", ".u8"))):
+            continue
+        with open(f, "rb") as fh:
+            s = decode(fh.read(), lang)
+        if s is None:
+            print(f"debtext: skipping {f}: not UTF-8", file=sys.stderr)
+            continue
+        for cookie in re.split(r"\n%[ \t]*\n", s.replace("\r\n", "\n")):
+            lines = [ln for ln in cookie.split("\n") if ln.strip() and not ATTRIBUTION.match(ln)]
+            for sent in SENTENCE_END.split(" ".join(" ".join(lines).split())):
+                # a leading dialogue dash, quotes around the sentence
+                sent = sent.strip().lstrip("-–— ").strip("«»\"'“”„ ")
+                if sent:
+                    out.add(sent)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def shape_ok(lang, s):
     if not s or s[-1] not in ENDS or BAD.search(s):
         return False
@@ -151,8 +208,15 @@ def main():
     ap.add_argument("debs", help="where the .deb files are kept")
     ap.add_argument("--per-lang", dest="per_lang", type=int, default=1500)
     ap.add_argument("--packages", default=",".join(PACKAGES))
+    ap.add_argument("--fortunes", type=int, default=0,
+                    help="at most this many sentences per language from fortune cookie packages (0: none)")
+    ap.add_argument("--fortune-packages", default=",".join(FORTUNES))
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
+    fort_pkgs = [p for p in a.fortune_packages.split(",") if p] if a.fortunes > 0 else []
+    for p in fort_pkgs:
+        if p not in FORTUNES:
+            raise SystemExit(f"debtext: --fortune-packages: {p} is not one of " + ",".join(FORTUNES))
 
     chars, lens, held = {}, {}, set()
     for split in ("train", "dev", "test"):
@@ -216,6 +280,23 @@ def main():
     for i, e in enumerate(eng[:a.per_lang]):
         out.append({"id": f"deb-eng{i:05d}", "lang": "eng", "text": e, "pair": eng_pool.get(e, {})})
     print(f"debtext: eng: {len(eng)} candidates, {min(len(eng), a.per_lang)} kept", file=sys.stderr)
+
+    if fort_pkgs:
+        fort = {}  # lang -> sentences
+        for deb in fetch(a.debs, fort_pkgs):
+            p = os.path.basename(deb).split("_")[0]
+            fort.setdefault(FORTUNES[p], set()).update(fortune_sentences(deb, FORTUNES[p], tmp))
+        taken = {r["text"] for r in out}
+        frng = random.Random(f"fortunes{a.seed}")
+        for lang in sorted(fort):
+            ss = sorted(s for s in fort[lang] if shape_ok(lang, T.norm(s)))
+            texts = sorted({x for x in convert(lang, ss)
+                            if "\ufffd" not in x and keep(lang, x) and x not in taken})
+            frng.shuffle(texts)
+            for i, x in enumerate(texts[:a.fortunes]):
+                out.append({"id": f"fort-{lang}{i:05d}", "lang": lang, "text": x, "pair": {}})
+            print(f"debtext: fortunes {lang}: {len(texts)} candidates, {min(len(texts), a.fortunes)} kept",
+                  file=sys.stderr)
     with open(os.path.join(a.text, "extra.jsonl"), "w", encoding="utf-8") as f:
         for r in out:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
