@@ -155,7 +155,7 @@ def fortune_sentences(deb, lang, tmp):
         with open(f, "rb") as fh:
             s = decode(fh.read(), lang)
         if s is None:
-            print(f"debtext: skipping {f}: not UTF-8", file=sys.stderr)
+            print(f"debtext: skipping {f}: neither UTF-8 nor GB18030", file=sys.stderr)
             continue
         for cookie in re.split(r"\n%[ \t]*\n", s.replace("\r\n", "\n")):
             lines = [ln for ln in cookie.split("\n") if ln.strip() and not ATTRIBUTION.match(ln)]
