@@ -2,10 +2,12 @@
 """Checks recipes/owsm_ctc_tiny/local/debtext.py offline: a .deb made here (dpkg-deb --build)
 holding two gettext catalogs written here (German and Russian) stands in for the Debian packages,
 and the sentences debtext.py keeps, drops and pairs are compared with what its rules say. A second
-.deb made here, named fortunes-de, stands in for a fortune cookie package (--fortunes).
+.deb made here, named fortunes-de, stands in for a fortune cookie package (--fortunes), and a
+third, named manpages-fr, for a package of translated manual pages (--manpages; needs groff).
 
     debtext_check.py TOP_SRCDIR
 """
+import gzip
 import json
 import os
 import shutil
@@ -58,7 +60,11 @@ def main():
                  ("rus", "Открыть этот файл и прочитать его сейчас очень медленно."),
                  ("rus", "Это файл Linux на диске."),  # Latin letters occur in the text
                  ("eng", "Open the file and read it very slowly now, please."),
-                 ("eng", "We will take the train tomorrow to a big city.")]
+                 ("eng", "We will take the train tomorrow to a big city."),
+                 ("fra", "Nous lisons la maison ce soir et nous fermons la porte."),
+                 ("fra", "Il y a un livre bleu dans la chambre de Thomas."),
+                 ("fra", "Afficher la version du livre, puis quitter la maison avec Thomas."),
+                 ("fra", "Nous allons voir le livre bleu de Thomas dans la maison ce soir.")]
         jsonl(os.path.join(text, "train.jsonl"),
               [{"id": f"t{i}", "lang": l, "text": t, "pair": {}} for i, (l, t) in enumerate(train)])
         jsonl(os.path.join(text, "dev.jsonl"), [{"id": "d0", "lang": "deu", "text": "Wir lesen die Datei.", "pair": {}}])
@@ -121,6 +127,34 @@ def main():
                     "Maintainer: Cochlea <cochlea@example.org>\nDescription: test cookies\n")
         subprocess.run(["dpkg-deb", "--root-owner-group", "--build", fpkg,
                         os.path.join(debs, "fortunes-de_1.0_all.deb")], check=True, capture_output=True)
+        # a manual pages package: a gzipped page with a title, a name line, prose, tagged
+        # paragraphs, an untranslated English paragraph, a heading; a plain page; an include-only page
+        # (skipped; it must not break the run)
+        mpkg = os.path.join(tmp, "mpkg")
+        mdir = os.path.join(mpkg, "usr", "share", "man", "fr")
+        os.makedirs(os.path.join(mdir, "man1"))
+        os.makedirs(os.path.join(mdir, "man5"))
+        with open(os.path.join(mdir, "man1", "essai.1.gz"), "wb") as f:
+            f.write(gzip.compress(
+                (".TH ESSAI 1 \"\" \"\" \"Commandes\"\n.SH NOM\nessai \\- lire la maison\n"
+                 ".SH DESCRIPTION\nNous lisons la maison.\nNous fermons la porte ce soir.\n"
+                 ".TP\n.B \\-v\nAfficher la version du livre.\n"  # kept: the tag's text
+                 ".TP\n.B \\-q\nlire la maison ce soir.\n"            # no capital: a fragment
+                 ".PP\nThe file is read and the house is closed by it.\n"  # English
+                 "Nous lisons the file ce soir.\n"       # two English words of six: English
+                 "Nous lisons the livre de la maison.\n"  # one English word: kept
+                 ".SH \"Nous lisons le livre.\"\n"        # a heading
+                 ".SH VOIR AUSSI\nIl y a un livre bleu dans la chambre.\n").encode()))
+        with open(os.path.join(mdir, "man5", "maison.5"), "w", encoding="utf-8") as f:
+            f.write(".TH MAISON 5\n.SH DESCRIPTION\nNous allons voir la chambre de Thomas.\n")
+        with open(os.path.join(mdir, "man5", "autre.5"), "w", encoding="utf-8") as f:
+            f.write(".so man5/maison.5\n")
+        os.makedirs(os.path.join(mpkg, "DEBIAN"))
+        with open(os.path.join(mpkg, "DEBIAN", "control"), "w") as f:
+            f.write("Package: manpages-fr\nVersion: 1.0\nArchitecture: all\n"
+                    "Maintainer: Cochlea <cochlea@example.org>\nDescription: test pages\n")
+        subprocess.run(["dpkg-deb", "--root-owner-group", "--build", mpkg,
+                        os.path.join(debs, "manpages-fr_1.0_all.deb")], check=True, capture_output=True)
         script = os.path.join(top, "recipes", "owsm_ctc_tiny", "local", "debtext.py")
 
         def run(*extra):
@@ -171,6 +205,33 @@ def main():
             print("FAIL: cookie sentences without --fortunes")
             return 1
         print("ok: --fortunes caps each language, and none without it")
+        if shutil.which("groff") is None:
+            print("FAIL: --manpages needs groff (Debian package groff-base); it is not installed")
+            return 1
+        man = run("--manpages", "10", "--manpage-packages", "manpages-fr")
+        got_m = sorted((r["lang"], r["text"], json.dumps(r["pair"])) for r in man if r["id"].startswith("man-"))
+        want_m = sorted([("fra", "Nous lisons la maison.", "{}"), ("fra", "Nous fermons la porte ce soir.", "{}"),
+                         ("fra", "Afficher la version du livre.", "{}"),
+                         ("fra", "Il y a un livre bleu dans la chambre.", "{}"),
+                         ("fra", "Nous lisons the livre de la maison.", "{}"),
+                         ("fra", "Nous allons voir la chambre de Thomas.", "{}")])
+        rest = sorted((r["lang"], r["text"], json.dumps(r["pair"], sort_keys=True, ensure_ascii=False))
+                      for r in man if not r["id"].startswith("man-"))
+        if got_m != want_m or rest != want:
+            print("FAIL: debtext.py --manpages kept\n  " + "\n  ".join(map(str, got_m)) + "\nexpected\n  "
+                  + "\n  ".join(map(str, want_m)) + ("" if rest == want else "\nand changed the catalog sentences"))
+            return 1
+        print(f"ok: --manpages keeps the {len(want_m)} manual page sentences its rules allow")
+        if (sum(r["id"].startswith("man-") for r in run("--manpages", "3", "--manpage-packages", "manpages-fr")) != 3
+                or any(r["id"].startswith("man-") for r in run("--fortunes", "10", "--fortune-packages", "fortunes-de"))):
+            print("FAIL: --manpages 3 did not keep exactly three sentences, or some were kept without it")
+            return 1
+        print("ok: --manpages caps each language, and none without it")
+        r = subprocess.run([sys.executable, script, text, debs, "--packages", "cochlea-test-l10n",
+                            "--manpages", "5", "--manpage-packages", "manpages-xx"], capture_output=True, text=True)
+        if r.returncode == 0 or "manpages-xx is not one of" not in r.stderr:
+            print(f"FAIL: unknown manpages package, but exit {r.returncode}: {r.stderr.strip()[-300:]}")
+            return 1
         r = subprocess.run([sys.executable, script, text, debs, "--packages", "cochlea-test-l10n",
                             "--fortunes", "5", "--fortune-packages", "fortunes-xx"], capture_output=True, text=True)
         if r.returncode == 0 or "fortunes-xx is not one of" not in r.stderr:

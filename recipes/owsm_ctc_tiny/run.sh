@@ -31,6 +31,8 @@
 # and stage 4 trains on them too; 0: Tatoeba and our sentences only; SMOKE runs use 0),
 # EXTRA_PER_LANG (at most this many Debian catalog sentences per language, default 1500),
 # FORTUNES_PER_LANG (at most this many fortune cookie sentences per language, default 1500; 0: none),
+# MANPAGES_PER_LANG (at most this many sentences per language from translated manual pages,
+# default 0: none),
 # INSTALL=1 (stage 5 copies the model to models/, stage 7 writes samples/; off by default so
 # that a rerun never overwrites the committed files by accident).
 set -eu
@@ -49,6 +51,7 @@ INSTALL=${INSTALL:-0}
 EXTRA=${EXTRA:-}
 EXTRA_PER_LANG=${EXTRA_PER_LANG:-1500}
 FORTUNES_PER_LANG=${FORTUNES_PER_LANG:-1500}
+MANPAGES_PER_LANG=${MANPAGES_PER_LANG:-0}
 COCHLEA=${COCHLEA:-$top/build/cochlea}
 TRAIN_ARGS=${TRAIN_ARGS:-}
 TRAIN_MINUTES=${TRAIN_MINUTES:-0}
@@ -78,7 +81,7 @@ mkdir -p "$WORK"
 if stage 0; then
     say "0: tools"
     missing=
-    for c in espeak-ng:espeak-ng kakasi:kakasi opencc:opencc spm_train:sentencepiece; do
+    for c in espeak-ng:espeak-ng kakasi:kakasi opencc:opencc spm_train:sentencepiece groff:groff-base; do
         command -v "${c%%:*}" >/dev/null 2>&1 || missing="$missing ${c#*:}"
     done
     for m in torch:python3-torch numpy:python3-numpy yaml:python3-yaml sentencepiece:python3-sentencepiece; do
@@ -102,7 +105,7 @@ if stage 1; then
     "$PY" "$L/text.py" "$DATA" "$here/sentences.tsv" "$WORK/text" $text_opts
     if [ "$EXTRA" = 1 ]; then
         "$PY" "$L/debtext.py" "$WORK/text" "$WORK/debian" --per-lang "$EXTRA_PER_LANG" \
-            --fortunes "$FORTUNES_PER_LANG"
+            --fortunes "$FORTUNES_PER_LANG" --manpages "$MANPAGES_PER_LANG"
     fi
 fi
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Stage 1b of the owsm_ctc_tiny recipe: more sentences per language from Debian's translations.
 
-    debtext.py TEXT_DIR DEB_DIR [--per-lang N] [--packages P,P,...] [--seed S]
+    debtext.py TEXT_DIR DEB_DIR [--per-lang N] [--packages P,P,...] [--fortunes N] [--manpages N] [--seed S]
 
 Tatoeba gives about 700 training sentences per language, and a model trained on them for many
 epochs learns those sentences rather than the language: with the shipped model of run 8, CER on
@@ -37,12 +37,29 @@ full stops); a leading dialogue dash and quotes around it are dropped, and each 
 as a catalog message. They have no translation ("pair": {}). Files under an "off" directory
 (the offensive sections) are never read.
 
+French, Dutch, Turkish and Japanese have no fortunes package. With --manpages N (N > 0), up to N
+sentences per language are also taken from the translated manual pages of Debian's manpages-LL
+packages (German, Spanish, French, Italian, Japanese, Dutch, Polish, Brazilian Portuguese,
+Russian, Turkish and Chinese; Debian has none in Korean or Arabic): prose about programs, in
+whole sentences. Each page is rendered to text with groff (one paragraph per line: no line
+length, no hyphenation); headings and the title lines are skipped, a tagged paragraph ("-v  Show
+the version.") gives its text only, and the text is split into sentences like a cookie. A
+sentence of a cased script must start with a capital letter (the rest of a tag's text often does
+not) and must not read as English (pages leave some paragraphs untranslated: two or more, and a
+fifth or more, of its words are among the 150 commonest English words of the training text that
+the language's own training text never uses), then pass the same rules as a catalog message.
+Spaces in Japanese and Chinese sentences are dropped. Pages that only include another (.so) and
+links are skipped.
+
 Output: TEXT_DIR/extra.jsonl, records like train.jsonl's ({"id", "lang", "text", "pair"}; ids
-deb-LANGNNNNN for catalog sentences, fort-LANGNNNNN for fortunes), used for training only.
+deb-LANGNNNNN for catalog sentences, fort-LANGNNNNN for fortunes, man-LANGNNNNN for manual
+pages), used for training only.
 """
 import argparse
+import collections
 import gettext
 import glob
+import gzip
 import json
 import os
 import random
@@ -69,6 +86,10 @@ LOCALES = {"ara": ["ar"], "deu": ["de"], "fra": ["fr"], "ita": ["it"], "jpn": ["
 FORTUNES = {"fortunes": "eng", "fortunes-min": "eng", "fortunes-de": "deu", "fortunes-es": "spa",
             "fortunes-it": "ita", "fortunes-pl": "pol", "fortunes-ru": "rus", "fortunes-br": "por",
             "fortunes-zh": "zho"}
+# manual page packages and the language of their pages
+MANPAGES = {"manpages-de": "deu", "manpages-es": "spa", "manpages-fr": "fra", "manpages-it": "ita",
+            "manpages-ja": "jpn", "manpages-nl": "nld", "manpages-pl": "pol", "manpages-pt-br": "por",
+            "manpages-ru": "rus", "manpages-tr": "tur", "manpages-zh": "zho"}
 NON_LATIN = {"ara", "jpn", "kor", "rus", "zho"}
 ENDS = ".!?。！？؟"
 # markup, format directives, paths, ellipses, URLs, file names (a.b), accelerators, quotes
@@ -126,8 +147,13 @@ def messages(path):
             if isinstance(k, str) and k and isinstance(v, str) and v]
 
 
+WORD = re.compile(r"\w+")
 ATTRIBUTION = re.compile(r"^\s*(--|—|―|~~)")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
+
+
+# the legacy encoding a file of the language is read in when it is not UTF-8
+LEGACY = {"zho": "gb18030", "jpn": "euc-jp"}
 
 
 def decode(b, lang):
@@ -135,7 +161,7 @@ def decode(b, lang):
         return b.decode("utf-8")
     except UnicodeDecodeError:
         try:
-            return b.decode("gb18030") if lang == "zho" else b.decode("latin-1")
+            return b.decode(LEGACY.get(lang, "latin-1"))
         except UnicodeDecodeError:
             return None
 
@@ -155,7 +181,7 @@ def fortune_sentences(deb, lang, tmp):
         with open(f, "rb") as fh:
             s = decode(fh.read(), lang)
         if s is None:
-            print(f"debtext: skipping {f}: neither UTF-8 nor GB18030", file=sys.stderr)
+            print(f"debtext: skipping {f}: neither UTF-8 nor {LEGACY[lang].upper()}", file=sys.stderr)
             continue
         for cookie in re.split(r"\n%[ \t]*\n", s.replace("\r\n", "\n")):
             lines = [ln for ln in cookie.split("\n") if ln.strip() and not ATTRIBUTION.match(ln)]
@@ -164,6 +190,60 @@ def fortune_sentences(deb, lang, tmp):
                 sent = sent.strip().lstrip("-–— ").strip("«»\"'“”„ ")
                 if sent:
                     out.add(sent)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def split_sentences(text):
+    return [s.strip() for s in SENTENCE_END.split(" ".join(text.split())) if s.strip()]
+
+
+GROFF = ["groff", "-k", "-Kutf-8", "-t", "-mandoc", "-Tutf8", "-rLL=100000n", "-rHY=0", "-P-cbou"]
+
+
+def manpage_sentences(deb, lang, tmp):
+    """The sentences of every manual page of one manpages-LL package (not yet normalised or
+    filtered); None when groff cannot be run."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    subprocess.run(["dpkg-deb", "-x", deb, tmp], check=True)
+    out = set()
+    root = os.path.join(tmp, "usr", "share", "man")
+    for f in sorted(glob.glob(os.path.join(root, "**", "man*", "*"), recursive=True)):
+        if os.path.islink(f) or not os.path.isfile(f):
+            continue
+        with open(f, "rb") as fh:
+            b = fh.read()
+        if f.endswith(".gz"):
+            try:
+                b = gzip.decompress(b)
+            except (OSError, EOFError) as e:
+                print(f"debtext: skipping {f}: {e}", file=sys.stderr)
+                continue
+        src = decode(b, lang)
+        if src is None:
+            print(f"debtext: skipping {f}: neither UTF-8 nor {LEGACY.get(lang, 'Latin-1')}", file=sys.stderr)
+            continue
+        if src.lstrip().startswith(".so "):  # only includes another page
+            continue
+        try:
+            r = subprocess.run(GROFF, input=src.encode("utf-8"), capture_output=True, timeout=120)
+        except OSError as e:
+            print(f"debtext: cannot run groff ({e}); install groff-base", file=sys.stderr)
+            return None
+        except subprocess.TimeoutExpired:
+            print(f"debtext: skipping {f}: groff took over 120 s", file=sys.stderr)
+            continue
+        for line in r.stdout.decode("utf-8", "replace").split("\n"):
+            if not line[:1].isspace():  # a heading, the title and footer lines, or nothing
+                continue
+            # a tagged paragraph: the tag, two or more spaces, the text
+            for part in re.split(r"\s{2,}", line.strip()):
+                for sent in split_sentences(part):
+                    if lang in ("jpn", "zho"):
+                        out.add(sent.replace(" ", ""))
+                    elif sent[0].isupper():
+                        out.add(sent)
     shutil.rmtree(tmp, ignore_errors=True)
     return out
 
@@ -211,23 +291,43 @@ def main():
     ap.add_argument("--fortunes", type=int, default=0,
                     help="at most this many sentences per language from fortune cookie packages (0: none)")
     ap.add_argument("--fortune-packages", default=",".join(FORTUNES))
+    ap.add_argument("--manpages", type=int, default=0,
+                    help="at most this many sentences per language from translated manual pages (0: none)")
+    ap.add_argument("--manpage-packages", default=",".join(MANPAGES))
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
     fort_pkgs = [p for p in a.fortune_packages.split(",") if p] if a.fortunes > 0 else []
     for p in fort_pkgs:
         if p not in FORTUNES:
             raise SystemExit(f"debtext: --fortune-packages: {p} is not one of " + ",".join(FORTUNES))
+    man_pkgs = [p for p in a.manpage_packages.split(",") if p] if a.manpages > 0 else []
+    for p in man_pkgs:
+        if p not in MANPAGES:
+            raise SystemExit(f"debtext: --manpage-packages: {p} is not one of " + ",".join(MANPAGES))
 
-    chars, lens, held = {}, {}, set()
+    chars, lens, held, words = {}, {}, set(), {}
     for split in ("train", "dev", "test"):
         for line in open(os.path.join(a.text, f"{split}.jsonl"), encoding="utf-8"):
             r = json.loads(line)
             if split == "train":
                 chars.setdefault(r["lang"], set()).update(r["text"])
                 lens.setdefault(r["lang"], []).append(len(r["text"]))
+                words.setdefault(r["lang"], collections.Counter()).update(WORD.findall(r["text"].lower()))
             else:
                 held.add(r["text"])
     maxlen = {l: sorted(v)[int(0.98 * (len(v) - 1))] for l, v in lens.items()}
+    # the most frequent English words of the training text that a language's own never uses
+    eng_top = [w for w, _ in words.get("eng", collections.Counter()).most_common(150)]
+    eng_only = {l: {w for w in eng_top if w not in c} for l, c in words.items() if l != "eng"}
+
+    def english(lang, s):
+        """Whether a sentence of a Latin-script language reads as English (manual pages leave
+        some paragraphs untranslated): two or more, and a fifth or more, of its words are."""
+        if lang == "eng" or lang in NON_LATIN:
+            return False
+        ws = WORD.findall(s.lower())
+        n = sum(w in eng_only.get(lang, ()) for w in ws)
+        return n >= 2 and n >= 0.2 * len(ws)
 
     debs = fetch(a.debs, [p for p in a.packages.split(",") if p])
     if not debs:
@@ -281,22 +381,36 @@ def main():
         out.append({"id": f"deb-eng{i:05d}", "lang": "eng", "text": e, "pair": eng_pool.get(e, {})})
     print(f"debtext: eng: {len(eng)} candidates, {min(len(eng), a.per_lang)} kept", file=sys.stderr)
 
+    def add(kind, prefix, langs, cap, seed, foreign=lambda lang, x: False):
+        """Up to cap sentences per language of {lang: sentences}, in a seeded random choice."""
+        taken = {r["text"] for r in out}
+        frng = random.Random(f"{seed}{a.seed}")
+        for lang in sorted(langs):
+            ss = sorted(s for s in langs[lang] if shape_ok(lang, T.norm(s)))
+            texts = sorted({x for x in convert(lang, ss)
+                            if "\ufffd" not in x and keep(lang, x) and x not in taken
+                            and not foreign(lang, x)})
+            frng.shuffle(texts)
+            for i, x in enumerate(texts[:cap]):
+                out.append({"id": f"{prefix}-{lang}{i:05d}", "lang": lang, "text": x, "pair": {}})
+            print(f"debtext: {kind} {lang}: {len(texts)} candidates, {min(len(texts), cap)} kept",
+                  file=sys.stderr)
+
     if fort_pkgs:
         fort = {}  # lang -> sentences
         for deb in fetch(a.debs, fort_pkgs):
             p = os.path.basename(deb).split("_")[0]
             fort.setdefault(FORTUNES[p], set()).update(fortune_sentences(deb, FORTUNES[p], tmp))
-        taken = {r["text"] for r in out}
-        frng = random.Random(f"fortunes{a.seed}")
-        for lang in sorted(fort):
-            ss = sorted(s for s in fort[lang] if shape_ok(lang, T.norm(s)))
-            texts = sorted({x for x in convert(lang, ss)
-                            if "\ufffd" not in x and keep(lang, x) and x not in taken})
-            frng.shuffle(texts)
-            for i, x in enumerate(texts[:a.fortunes]):
-                out.append({"id": f"fort-{lang}{i:05d}", "lang": lang, "text": x, "pair": {}})
-            print(f"debtext: fortunes {lang}: {len(texts)} candidates, {min(len(texts), a.fortunes)} kept",
-                  file=sys.stderr)
+        add("fortunes", "fort", fort, a.fortunes, "fortunes")
+    if man_pkgs:
+        man = {}
+        for deb in fetch(a.debs, man_pkgs):
+            p = os.path.basename(deb).split("_")[0]
+            got = manpage_sentences(deb, MANPAGES[p], tmp)
+            if got is None:
+                raise SystemExit("debtext: --manpages needs groff (Debian package groff-base)")
+            man.setdefault(MANPAGES[p], set()).update(got)
+        add("manpages", "man", man, a.manpages, "manpages", english)
     with open(os.path.join(a.text, "extra.jsonl"), "w", encoding="utf-8") as f:
         for r in out:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
