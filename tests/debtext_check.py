@@ -141,8 +141,9 @@ def main():
                  ".TP\n.B \\-v\nAfficher la version du livre.\n"  # kept: the tag's text
                  ".TP\n.B \\-q\nlire la maison ce soir.\n"            # no capital: a fragment
                  ".PP\nThe file is read and the house is closed by it.\n"  # English
-                 "Nous lisons the file ce soir.\n"       # two English words of six: English
-                 "Nous lisons the livre de la maison.\n"  # one English word: kept
+                 "Nous lisons the file ce soir.\n"       # two English words, four French: kept
+                 "Nous lisons the file and.\n"           # three English words, two French: English
+                 "Tout est bien.\n"                      # no word known in either: kept
                  ".SH \"Nous lisons le livre.\"\n"        # a heading
                  ".SH VOIR AUSSI\nIl y a un livre bleu dans la chambre.\n").encode()))
         with open(os.path.join(mdir, "man5", "maison.5"), "w", encoding="utf-8") as f:
@@ -213,7 +214,7 @@ def main():
         want_m = sorted([("fra", "Nous lisons la maison.", "{}"), ("fra", "Nous fermons la porte ce soir.", "{}"),
                          ("fra", "Afficher la version du livre.", "{}"),
                          ("fra", "Il y a un livre bleu dans la chambre.", "{}"),
-                         ("fra", "Nous lisons the livre de la maison.", "{}"),
+                         ("fra", "Nous lisons the file ce soir.", "{}"), ("fra", "Tout est bien.", "{}"),
                          ("fra", "Nous allons voir la chambre de Thomas.", "{}")])
         rest = sorted((r["lang"], r["text"], json.dumps(r["pair"], sort_keys=True, ensure_ascii=False))
                       for r in man if not r["id"].startswith("man-"))

@@ -45,9 +45,10 @@ whole sentences. Each page is rendered to text with groff (one paragraph per lin
 length, no hyphenation); headings and the title lines are skipped, a tagged paragraph ("-v  Show
 the version.") gives its text only, and the text is split into sentences like a cookie. A
 sentence of a cased script must start with a capital letter (the rest of a tag's text often does
-not) and must not read as English (pages leave some paragraphs untranslated: two or more, and a
-fifth or more, of its words are among the 150 commonest English words of the training text that
-the language's own training text never uses), then pass the same rules as a catalog message.
+not) and must not read as English (pages leave some paragraphs untranslated): of its words, those
+that occur in the English training text and kept sentences but not in the language's own must not
+outnumber those that occur in the language's own but not in English. Then it must pass the same
+rules as a catalog message.
 Spaces in Japanese and Chinese sentences are dropped. Pages that only include another (.so) and
 links are skipped.
 
@@ -56,7 +57,6 @@ deb-LANGNNNNN for catalog sentences, fort-LANGNNNNN for fortunes, man-LANGNNNNN 
 pages), used for training only.
 """
 import argparse
-import collections
 import gettext
 import glob
 import gzip
@@ -305,29 +305,19 @@ def main():
         if p not in MANPAGES:
             raise SystemExit(f"debtext: --manpage-packages: {p} is not one of " + ",".join(MANPAGES))
 
-    chars, lens, held, words = {}, {}, set(), {}
+    chars, lens, held = {}, {}, set()
+    train = []
     for split in ("train", "dev", "test"):
         for line in open(os.path.join(a.text, f"{split}.jsonl"), encoding="utf-8"):
             r = json.loads(line)
             if split == "train":
+                train.append(r)
                 chars.setdefault(r["lang"], set()).update(r["text"])
                 lens.setdefault(r["lang"], []).append(len(r["text"]))
-                words.setdefault(r["lang"], collections.Counter()).update(WORD.findall(r["text"].lower()))
             else:
                 held.add(r["text"])
     maxlen = {l: sorted(v)[int(0.98 * (len(v) - 1))] for l, v in lens.items()}
-    # the most frequent English words of the training text that a language's own never uses
-    eng_top = [w for w, _ in words.get("eng", collections.Counter()).most_common(150)]
-    eng_only = {l: {w for w in eng_top if w not in c} for l, c in words.items() if l != "eng"}
 
-    def english(lang, s):
-        """Whether a sentence of a Latin-script language reads as English (manual pages leave
-        some paragraphs untranslated): two or more, and a fifth or more, of its words are."""
-        if lang == "eng" or lang in NON_LATIN:
-            return False
-        ws = WORD.findall(s.lower())
-        n = sum(w in eng_only.get(lang, ()) for w in ws)
-        return n >= 2 and n >= 0.2 * len(ws)
 
     debs = fetch(a.debs, [p for p in a.packages.split(",") if p])
     if not debs:
@@ -410,6 +400,21 @@ def main():
             if got is None:
                 raise SystemExit("debtext: --manpages needs groff (Debian package groff-base)")
             man.setdefault(MANPAGES[p], set()).update(got)
+        # the words of each language's training text and of the sentences kept so far
+        vocab = {}
+        for r in train + out:
+            vocab.setdefault(r["lang"], set()).update(WORD.findall(r["text"].lower()))
+        eng_vocab = vocab.get("eng", set())
+
+        def english(lang, s):
+            """Whether a sentence of a Latin-script language reads as English (manual pages
+            leave some paragraphs untranslated): more of its words are known English words
+            that the language does not use than the other way round."""
+            if lang == "eng" or lang in NON_LATIN:
+                return False
+            own = vocab.get(lang, set())
+            ws = WORD.findall(s.lower())
+            return sum(w in eng_vocab and w not in own for w in ws) > sum(w in own and w not in eng_vocab for w in ws)
         add("manpages", "man", man, a.manpages, "manpages", english)
     with open(os.path.join(a.text, "extra.jsonl"), "w", encoding="utf-8") as f:
         for r in out:
