@@ -48,9 +48,8 @@ sentence of a cased script must start with a capital letter (the rest of a tag's
 not) and must not read as English (pages leave some paragraphs untranslated): of its words, those
 that occur in the English training text and kept sentences but not in the language's own must not
 outnumber those that occur in the language's own but not in English. Then it must pass the same
-rules as a catalog message.
-Spaces in Japanese and Chinese sentences are dropped. Pages that only include another (.so) and
-links are skipped.
+rules as a catalog message. Spaces in Japanese and Chinese sentences are dropped. Pages that only
+include another (.so) and links are skipped.
 
 Output: TEXT_DIR/extra.jsonl, records like train.jsonl's ({"id", "lang", "text", "pair"}; ids
 deb-LANGNNNNN for catalog sentences, fort-LANGNNNNN for fortunes, man-LANGNNNNN for manual
@@ -181,7 +180,7 @@ def fortune_sentences(deb, lang, tmp):
         with open(f, "rb") as fh:
             s = decode(fh.read(), lang)
         if s is None:
-            print(f"debtext: skipping {f}: neither UTF-8 nor {LEGACY[lang].upper()}", file=sys.stderr)
+            print(f"debtext: skipping {f}: neither UTF-8 nor {LEGACY.get(lang, 'Latin-1').upper()}", file=sys.stderr)
             continue
         for cookie in re.split(r"\n%[ \t]*\n", s.replace("\r\n", "\n")):
             lines = [ln for ln in cookie.split("\n") if ln.strip() and not ATTRIBUTION.match(ln)]
@@ -317,7 +316,6 @@ def main():
             else:
                 held.add(r["text"])
     maxlen = {l: sorted(v)[int(0.98 * (len(v) - 1))] for l, v in lens.items()}
-
 
     debs = fetch(a.debs, [p for p in a.packages.split(",") if p])
     if not debs:
