@@ -41,6 +41,16 @@ def write_mo(path, msgs):
         f.write(blob)
 
 
+def build_deb(root, name, what, debs):
+    """debs/NAME_1.0_all.deb holding the tree under root (dpkg-deb --build)."""
+    os.makedirs(os.path.join(root, "DEBIAN"))
+    with open(os.path.join(root, "DEBIAN", "control"), "w") as f:
+        f.write(f"Package: {name}\nVersion: 1.0\nArchitecture: all\n"
+                f"Maintainer: Cochlea <cochlea@example.org>\nDescription: test {what}\n")
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", root,
+                    os.path.join(debs, f"{name}_1.0_all.deb")], check=True, capture_output=True)
+
+
 def jsonl(path, recs):
     with open(path, "w", encoding="utf-8") as f:
         for r in recs:
@@ -94,14 +104,9 @@ def main():
         d = os.path.join(pkg, "usr", "lib", "office", "resource", "de", "LC_MESSAGES")
         os.makedirs(d)
         write_mo(os.path.join(d, "lo.mo"), {"STR_OPEN_NOW\x04Open it now.": "Öffne sie jetzt."})
-        os.makedirs(os.path.join(pkg, "DEBIAN"))
-        with open(os.path.join(pkg, "DEBIAN", "control"), "w") as f:
-            f.write("Package: cochlea-test-l10n\nVersion: 1.0\nArchitecture: all\n"
-                    "Maintainer: Cochlea <cochlea@example.org>\nDescription: test catalogs\n")
         debs = os.path.join(tmp, "debs")
         os.makedirs(debs)
-        subprocess.run(["dpkg-deb", "--root-owner-group", "--build", pkg,
-                        os.path.join(debs, "cochlea-test-l10n_1.0_all.deb")], check=True, capture_output=True)
+        build_deb(pkg, "cochlea-test-l10n", "catalogs", debs)
         # a fortunes package: cookies between lines "%", an attribution line, a Latin-1 file,
         # an offensive section and an index (.dat) that must not be read
         fpkg = os.path.join(tmp, "fpkg")
@@ -121,12 +126,7 @@ def main():
             f.write("Wir fahren bitte langsam.\n%\n")
         with open(os.path.join(fdir, "sprueche.dat"), "w", encoding="utf-8") as f:
             f.write("Wir fahren ganz langsam.\n%\n")
-        os.makedirs(os.path.join(fpkg, "DEBIAN"))
-        with open(os.path.join(fpkg, "DEBIAN", "control"), "w") as f:
-            f.write("Package: fortunes-de\nVersion: 1.0\nArchitecture: all\n"
-                    "Maintainer: Cochlea <cochlea@example.org>\nDescription: test cookies\n")
-        subprocess.run(["dpkg-deb", "--root-owner-group", "--build", fpkg,
-                        os.path.join(debs, "fortunes-de_1.0_all.deb")], check=True, capture_output=True)
+        build_deb(fpkg, "fortunes-de", "cookies", debs)
         # a manual pages package: a gzipped page with a title, a name line, prose, tagged
         # paragraphs, an untranslated English paragraph, a heading; a plain page; an include-only page
         # (skipped; it must not break the run)
@@ -150,12 +150,7 @@ def main():
             f.write(".TH MAISON 5\n.SH DESCRIPTION\nNous allons voir la chambre de Thomas.\n")
         with open(os.path.join(mdir, "man5", "autre.5"), "w", encoding="utf-8") as f:
             f.write(".so man5/maison.5\n")
-        os.makedirs(os.path.join(mpkg, "DEBIAN"))
-        with open(os.path.join(mpkg, "DEBIAN", "control"), "w") as f:
-            f.write("Package: manpages-fr\nVersion: 1.0\nArchitecture: all\n"
-                    "Maintainer: Cochlea <cochlea@example.org>\nDescription: test pages\n")
-        subprocess.run(["dpkg-deb", "--root-owner-group", "--build", mpkg,
-                        os.path.join(debs, "manpages-fr_1.0_all.deb")], check=True, capture_output=True)
+        build_deb(mpkg, "manpages-fr", "pages", debs)
         script = os.path.join(top, "recipes", "owsm_ctc_tiny", "local", "debtext.py")
 
         def run(*extra):
