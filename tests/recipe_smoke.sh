@@ -145,6 +145,36 @@ else
     fail "EXTRA=1 (train.py --extra)"
     tail -n 10 "$tmp/log8"
 fi
+# --extra-cap N: at most N of the --extra utterances of each language
+n_lang=$("$PYTHON" -c 'import json, sys; print(len({json.loads(l)["lang"] for l in open(sys.argv[1])}))' "$w/extra/index.jsonl")
+if SMOKE=1 EXTRA=1 WORK="$w" DATA="$data" PYTHON="$PYTHON" STAGE=4 STOP_STAGE=4 EXP="$w/exp_extra_cap" \
+    TRAIN_ARGS="--extra-cap 1" sh "$top_srcdir/recipes/owsm_ctc_tiny/run.sh" >"$tmp/log8c" 2>&1 \
+    && [ "$n_lang" -gt 1 ] && [ "$n_lang" -lt "$n_extra" ] \
+    && grep -q "($n_lang of them from --extra, at most 1 per language" "$tmp/log8c"; then
+    echo "ok: --extra-cap 1 keeps one --extra utterance of each of the $n_lang languages"
+else
+    fail "train.py --extra-cap"
+    tail -n 10 "$tmp/log8c"
+fi
+if "$PYTHON" -c '
+import sys
+sys.path.insert(0, sys.argv[1])
+from train import cap_per_language
+idx = [{"lang": l, "n": i} for i, l in enumerate("aabacaabbbcd")]
+got = cap_per_language(idx, 2, 1)
+n = [m["n"] for m in got]
+assert n == sorted(n), n
+per = {l: [m["n"] for m in got if m["lang"] == l] for l in "abcd"}
+assert len(per["a"]) == 2 and len(per["b"]) == 2 and per["c"] == [4, 10] and per["d"] == [11], per
+assert got == cap_per_language(idx, 2, 1), "not the same draw for the same seed"
+assert any(cap_per_language(idx, 2, s) != got for s in range(2, 12)), "the seed does not matter"
+assert cap_per_language(idx, 5, 1) == idx
+' "$top_srcdir/recipes/owsm_ctc_tiny/local" >>"$tmp/log8c" 2>&1; then
+    echo "ok: cap_per_language draws at most N of each language, in order, by the seed"
+else
+    fail "cap_per_language"
+    tail -n 5 "$tmp/log8c"
+fi
 rm -rf "$w/extra"
 if SMOKE=1 EXTRA=1 WORK="$w" DATA="$data" PYTHON="$PYTHON" STAGE=4 STOP_STAGE=4 EXP="$w/exp_extra_missing" \
     sh "$top_srcdir/recipes/owsm_ctc_tiny/run.sh" >"$tmp/log9" 2>&1; then

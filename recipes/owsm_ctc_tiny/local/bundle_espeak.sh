@@ -1,12 +1,17 @@
 #!/bin/sh
 # Bundle what a device (GPU) run of stages 2 and 4 needs into DIR (default .gpu in the repository
 # root, which .git/info/exclude should ignore): Debian's espeak-ng with its own shared libraries
-# (behind a wrapper that sets LD_LIBRARY_PATH for espeak-ng only), the recipe's text and tokenizer.
-#   sh recipes/owsm_ctc_tiny/local/bundle_espeak.sh WORK [DIR]
+# (behind a wrapper that sets LD_LIBRARY_PATH for espeak-ng only), the recipe's text and tokenizer,
+# and optionally more text to speak once each (EXTRA: stage 1b sentences, as text/extra.jsonl) and
+# the core set's feature statistics (STATS: a feats_stats.npz). DIR.tar.gz packs it all (about a
+# third of the size), for a device's `carry`.
+#   sh recipes/owsm_ctc_tiny/local/bundle_espeak.sh WORK [DIR [EXTRA [STATS]]]
 set -eu
 WORK=$1
 top=$(cd "$(dirname "$0")/../../.." && pwd)
 DIR=${2:-$top/.gpu}
+EXTRA=${3:-}
+STATS=${4:-}
 rm -rf "$DIR/espeak" "$DIR/text" "$DIR/tok"
 mkdir -p "$DIR/espeak/lib" "$DIR/espeak/bin" "$DIR/text" "$DIR/tok"
 bin=$(command -v espeak-ng)
@@ -24,5 +29,9 @@ W
 chmod +x "$DIR/espeak/bin/espeak-ng"
 cp "$WORK/text/train.jsonl" "$WORK/text/dev.jsonl" "$WORK/text/own.jsonl" "$DIR/text/"
 cp "$WORK/tok/bpe.model" "$WORK/tok/tokens.txt" "$DIR/tok/"
+rm -f "$DIR/text/extra.jsonl" "$DIR/feats_stats.npz"
+[ -z "$EXTRA" ] || cp "$EXTRA" "$DIR/text/extra.jsonl"
+[ -z "$STATS" ] || cp "$STATS" "$DIR/feats_stats.npz"
 "$DIR/espeak/bin/espeak-ng" --version
-du -sh "$DIR"
+tar czf "$DIR.tar.gz" -C "$DIR" .
+du -sh "$DIR" "$DIR.tar.gz"

@@ -70,6 +70,19 @@ def load_split(d, src=0):
     return idx, feats
 
 
+def cap_per_language(idx, n, seed):
+    """At most n records of each language, drawn at random (seeded, so that a resumed run draws
+    the same ones), in their original order."""
+    by = {}
+    for i, m in enumerate(idx):
+        by.setdefault(m["lang"], []).append(i)
+    rng = random.Random(seed)
+    keep = set()
+    for lang in sorted(by):
+        keep.update(by[lang] if len(by[lang]) <= n else rng.sample(by[lang], n))
+    return [m for i, m in enumerate(idx) if i in keep]
+
+
 def save_atomic(obj, path):
     """torch.save through a temporary file, so that an interrupted run never leaves half a file."""
     torch.save(obj, path + ".tmp")
@@ -390,6 +403,10 @@ def main():
     ap.add_argument("--extra", action="append", default=[],
                     help="another synth.py output directory to train on (repeatable; stage 1b's "
                          "Debian sentences); feats_stats come from --train alone")
+    ap.add_argument("--extra-cap", dest="extra_cap", type=int, default=0,
+                    help="train on at most N --extra utterances of each language (all --extra "
+                         "directories together; a seeded random draw), so that languages with "
+                         "much Debian text do not crowd out the core set; 0: all")
     ap.add_argument("--window", type=float, default=6.0, help="speech_length in seconds")
     ap.add_argument("--batch", type=int, default=24)
     ap.add_argument("--lr", type=float, default=1.5e-3)
@@ -437,6 +454,8 @@ def main():
         i2, f2 = load_split(d, k)
         idx += i2
         feats.append(f2)
+    if a.extra_cap > 0:
+        idx = idx[:n_core] + cap_per_language(idx[n_core:], a.extra_cap, a.seed)
     dev_idx, dev_feats = load_split(a.dev)
     stats = os.path.join(a.exp, "feats_stats.npz")
     if not os.path.exists(stats):
@@ -497,7 +516,8 @@ def main():
             load_weights(model, a.init)
             log(a.exp, f"initialised from {a.init}")
         log(a.exp, f"{n_par} parameters, vocab {len(tl)}, {len(bat.idx)} training utterances "
-                   f"({len(idx) - n_core} of them from --extra; "
+                   f"({len(idx) - n_core} of them from --extra"
+                   f"{f', at most {a.extra_cap} per language' if a.extra_cap > 0 else ''}; "
                    f"{bat.dropped} longer than {a.window} s left out), window {bat.tw} frames")
 
     def save():
