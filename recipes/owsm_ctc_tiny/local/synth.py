@@ -31,12 +31,15 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "..", "tests", "ref"))
 
-# espeak-ng voices per language (several accents where espeak-ng has them)
+# espeak-ng voices per language (several accents where espeak-ng has them). Mandarin is
+# "cmn-latn-pinyin": espeak-ng's dictionary turns each character into pinyin with a tone digit,
+# which the plain "cmn" voice then reads as English ("ta1" -> "ta one"); this one reads it as
+# Mandarin syllables with their tones.
 VOICES = {
     "eng": ["en-us", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-us-nyc"],
     "deu": ["de"], "fra": ["fr-fr", "fr-be", "fr-ch"], "ita": ["it"], "spa": ["es", "es-419"],
     "nld": ["nl"], "por": ["pt", "pt-br"], "rus": ["ru"], "pol": ["pl"], "tur": ["tr"],
-    "ara": ["ar"], "zho": ["cmn"], "jpn": ["ja"], "kor": ["ko"],
+    "ara": ["ar"], "zho": ["cmn-latn-pinyin"], "jpn": ["ja"], "kor": ["ko"],
 }
 # held-out speaker variants: only the test set uses them
 TEST_VARIANTS = ["m7", "f4", "Andrea", "belinda", "klatt4", "Mike", "steph3", "iven3", "robert", "max"]
