@@ -45,6 +45,9 @@ typedef struct tr_transcript {
     char *source;       /* input name (file path or "-") */
     double duration;    /* seconds of audio */
     char lang[16];      /* decoded or given language code ("" if unknown) */
+    const char *lang_source; /* how lang was found (static string): "given", "emitted" (the first
+                                language token of the output) or "posteriors" (none emitted: the
+                                most probable language at the language position); NULL: unknown */
     tr_lang *lang_probs; /* top candidates, most probable first (may be empty) */
     size_t n_lang_probs;
     char task[32];      /* "asr" or "st_deu" ... */

@@ -384,6 +384,8 @@ static void write_json(ow *w, const tr_transcript *t)
     w_fixed(w, t->duration, 3);
     w_str(w, ",\n  \"language\": ");
     w_json_code(w, t->lang, sizeof t->lang);
+    w_str(w, ",\n  \"language_source\": ");
+    w_json_str(w, t->lang_source);
 
     w_str(w, ",\n  \"language_probs\": [");
     for (size_t i = 0; i < t->n_lang_probs; i++) {

@@ -28,6 +28,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -600,6 +601,23 @@ def body(tmp, pool, ref_pool):
     check(ok and 0 < sum(x["prob"] for x in lp) <= 1.0005 and ja["text"] == stdout_text(
           run_c(["transcribe", "-q", "-m", gg_a, "-t", "2", w7])),
           "outputs: -f json with --lang auto holds the top-5 language probabilities and the auto text")
+    # --lang auto names a language even when the model emits no language token: the most probable
+    # one at the language position, as --detect-language reads it (random weights rarely emit one)
+    rsp = run_c(["transcribe", "-q", "-m", gg_a, "-t", "2", "--print-special", w7])
+    emitted = [m for m in re.findall(r"<([a-z]{3})>", rsp["out"]) if m not in ("asr", "sos", "eos", "sop", "unk")]
+    emitted = emitted[0] if emitted else None
+    src = ja.get("language_source") if ja else None
+    top1 = lp[0]["language"] if lp else None
+    rdl = run_c(["transcribe", "-q", "-m", gg_a, "-t", "2", "--detect-language", w7])
+    det1 = rdl["out"].split("\t")[0] if rdl["rc"] == 0 else None
+    rpl = run_c(["transcribe", "-m", gg_a, "-t", "2", w7])
+    said = re.search(r"detected language: <([a-z]+)>( \(p [0-9.]+; no language token emitted)?", rpl["err"])
+    if src == "posteriors":
+        ok = ja["language"] == top1 == det1 and said and said.group(1) == top1 and said.group(2)
+    else:
+        ok = src == "emitted" and ja["language"] == emitted and said and said.group(1) == emitted and not said.group(2)
+    check(bool(ok), f"outputs: --lang auto reports a language ({src}: json {ja and ja.get('language')}, "
+          f"--detect-language {det1}, stderr {said and said.group(0)!r})")
     stem = P("out7")
     rs = run_c(["transcribe", "-q", "-m", gg_a, "-t", "2", "-f", "srt", "-f", "vtt", "-o", stem, w7])
     ok = rs["rc"] == 0 and os.path.isfile(stem + ".srt") and os.path.isfile(stem + ".vtt")

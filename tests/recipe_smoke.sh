@@ -40,6 +40,29 @@ n_wav=$(ls "$w/test/wav" | wc -l)
 langs=$(sed 's/.*"lang": "\([a-z]*\)".*/\1/' "$w/test/index.jsonl" | sort -u | tr '\n' ' ')
 [ "$langs" = "ara deu eng fra ita jpn kor nld pol por rus spa tur zho " ] && echo "ok: test languages" \
     || fail "test languages: $langs"
+# stage 6's language ID: every test utterance has a --detect-language answer ("pred", read from
+# the grouped run's per-file blocks: it must equal a run on the file alone) and the first token
+# emitted with -l auto ("emitted")
+if "$PYTHON" -c '
+import json, subprocess, sys
+w, cochlea = sys.argv[1], sys.argv[2]
+rows = [json.loads(l) for l in open(w + "/eval/hyp_lid.jsonl", encoding="utf-8")]
+n = sum(1 for _ in open(w + "/test/index.jsonl"))
+assert len(rows) == n and all("pred" in r and "emitted" in r for r in rows), "rows"
+for r in rows[:3] + rows[-2:]:
+    p = subprocess.run([cochlea, "transcribe", "-q", "-m", w + "/export/owsm-ctc-tiny.gguf", "--detect-language",
+                        w + "/test/wav/" + r["id"] + ".wav"], capture_output=True, text=True, check=True)
+    assert p.stdout.split("\t")[0] == r["pred"], (r["id"], p.stdout, r["pred"])
+res = json.load(open(w + "/eval/results.json"))
+ok = sum(r["pred"] == r["lang"] for r in rows)
+assert res["all"]["lid"]["correct"] == ok and res["all"]["lid"]["total"] == n, res["all"]["lid"]
+assert res["all"]["lid_emitted"]["correct"] == sum(r["emitted"] == r["lang"] for r in rows)
+' "$w" "$COCHLEA" >"$tmp/log14" 2>&1; then
+    echo "ok: stage 6 language ID rows: --detect-language answers (as on single files) and emitted tokens"
+else
+    fail "stage 6 language ID rows"
+    tail -n 3 "$tmp/log14"
+fi
 # the token list has OWSM's layout
 tl="$w/tok/tokens.txt"
 [ "$(sed -n 1p "$tl")" = "<blank>" ] && [ "$(sed -n 4p "$tl")" = "<nolang>" ] && [ "$(sed -n 32p "$tl")" = "<eng>" ] \

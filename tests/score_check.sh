@@ -123,9 +123,9 @@ rows = [
     {"id": "e1", "lang": "eng", "task": "asr", "ref": "The cat sat.", "hyp": "the bat sat on"},
     {"id": "e2", "lang": "eng", "task": "asr", "ref": "Good morning!", "hyp": "good morning"},
     {"id": "z1", "lang": "zho", "task": "asr", "ref": "我爱你。", "hyp": "我爱他"},
-    {"id": "e1", "lang": "eng", "task": "lid", "pred": "eng", "hyp": "<eng><asr>x"},
-    {"id": "e2", "lang": "eng", "task": "lid", "pred": "deu", "hyp": "<deu><asr>x"},
-    {"id": "z1", "lang": "zho", "task": "lid", "pred": None, "hyp": "x"},
+    {"id": "e1", "lang": "eng", "task": "lid", "pred": "eng", "emitted": None, "hyp": "x"},
+    {"id": "e2", "lang": "eng", "task": "lid", "pred": "deu", "emitted": "deu", "hyp": "<deu><asr>x"},
+    {"id": "z1", "lang": "zho", "task": "lid", "pred": None, "emitted": "zho", "hyp": "<zho><asr>x"},
     {"id": "z1", "lang": "zho", "task": "st", "target": "eng", "ref": "the cat sat on the mat", "hyp": "the cat is on the mat"},
     {"id": "e1", "lang": "eng", "task": "st", "target": "zho", "ref": "我爱他。", "hyp": "我爱你。"},
 ]
@@ -155,6 +155,9 @@ s = evaluate.summarise(["eng", "zho"], by_lang, hyps)
 close(s["all"]["cer"]["rate"], 100 * 4 / 23, "evaluate: CER pooled over languages")
 close(s["all"]["wer"]["rate"], 40.0, "evaluate: WER pooled over languages with WER only")
 close(s["all"]["lid"]["accuracy"], 100 / 3, "evaluate: LID over all")
+close(s["all"]["lid_emitted"]["accuracy"], 100 / 3, "evaluate: LID emitted over all")
+close(s["languages"]["eng"]["lid_emitted"]["accuracy"], 0.0, "evaluate: LID emitted eng")
+close(s["languages"]["zho"]["lid_emitted"]["accuracy"], 100.0, "evaluate: LID emitted zho")
 close(s["languages"]["zho"]["bleu_x2eng"]["score"], 100 * (1 / 48) ** 0.25, "evaluate: BLEU zho->eng")
 close(s["languages"]["zho"]["bleu_eng2x"]["score"], 100 / 64 ** 0.25, "evaluate: BLEU eng->zho")
 check(s["languages"]["eng"]["bleu_x2eng"] is None and s["languages"]["zho"]["wer"] is None, "evaluate: n/a cells")

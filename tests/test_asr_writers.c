@@ -153,6 +153,7 @@ static tr_transcript main_transcript(void)
     t.source = S("talk.wav");
     t.duration = 3725.0;
     strcpy(t.lang, "eng");
+    t.lang_source = "emitted";
     t.lang_probs = main_langs;
     t.n_lang_probs = 3;
     strcpy(t.task, "asr");
@@ -240,6 +241,7 @@ START_TEST(test_empty_and_text_only)
                                       "  \"source\": null,\n"
                                       "  \"duration\": 0.000,\n"
                                       "  \"language\": null,\n"
+                                      "  \"language_source\": null,\n"
                                       "  \"language_probs\": [],\n"
                                       "  \"task\": null,\n"
                                       "  \"text\": null,\n"

@@ -366,6 +366,27 @@ static int first_window(cochlea_asr *asr, const char *input, float **pcm, size_t
     return rc;
 }
 
+/* --lang auto when the model emitted no language token: the top-k languages at the language
+ * position of the file's first window, read again from the file (not from stdin, which cannot be
+ * read twice). A second forward pass of one window; overwrites the recognizer's results. */
+static int languages_of_file(cochlea_asr *asr, const char *input, tr_lang *top, size_t k, size_t *n_top)
+{
+    *n_top = 0;
+    if (strcmp(input, "-") == 0)
+        return COCHLEA_EINVAL;
+    float *head = NULL;
+    size_t nh = 0;
+    int64_t frame;
+    int emitted;
+    int rc = first_window(asr, input, &head, &nh);
+    if (!rc && nh == 0)
+        rc = COCHLEA_EINVAL;
+    if (!rc)
+        rc = top_languages(asr, head, nh, NULL, 0, top, k, n_top, &frame, &emitted);
+    free(head);
+    return rc;
+}
+
 /* Language ID of one file: top 5 at the language position of its first window. */
 static int detect_language(const opts *o, cochlea_asr *asr, const char *input, const float *pcm, size_t n,
                            const int32_t *cand, size_t n_cand)
@@ -434,8 +455,10 @@ static int build_transcript(const opts *o, cochlea_asr *asr, size_t n, const cha
             char code[16];
             memcpy(code, p + 1, len - 2);
             code[len - 2] = '\0';
-            if (asr_lang_index(code) >= 0)
+            if (asr_lang_index(code) >= 0) {
                 snprintf(tr->lang, sizeof tr->lang, "%s", code);
+                tr->lang_source = "emitted";
+            }
         }
     }
     return 0;
@@ -652,6 +675,7 @@ static int run(int argc, char **argv)
             continue;
         }
         double t_run = times[0];
+        int n_win = cochlea_asr_n_windows(asr); /* a second language pass below overwrites the results */
         if (o.repeat > 1) {
             for (int i = 0; i < o.repeat; i++)
                 if (!o.c.quiet)
@@ -673,24 +697,24 @@ static int run(int argc, char **argv)
             snprintf(tr.task, sizeof tr.task, "%s", task_sym[0] ? task_sym + 1 : "asr");
             if (tr.task[0] && tr.task[strlen(tr.task) - 1] == '>')
                 tr.task[strlen(tr.task) - 1] = '\0';
-            if (!tr.lang[0] && lang_sym[0])
+            if (!tr.lang[0] && lang_sym[0]) {
                 snprintf(tr.lang, sizeof tr.lang, "%.*s", (int)strlen(lang_sym) - 2, lang_sym + 1);
+                tr.lang_source = "given";
+            }
             tr.wall_s = t_run;
             tr.load_s = t_load;
-            /* JSON with --lang auto: the probabilities of the languages (first window) */
+            /* --lang auto: the probabilities of the languages (first window) for JSON, and the
+             * language when the model emitted none (the saved posteriors would be overwritten) */
             static tr_lang probs[5];
             size_t n_probs = 0;
-            if (o.formats[TR_FORMAT_JSON] && !lang_sym[0] && !o.out_post && !o.out_enc && !o.features) {
-                float *head = NULL;
-                size_t nh = 0;
-                int64_t frame;
-                int emitted;
-                if (first_window(asr, input, &head, &nh) == 0 && nh > 0 &&
-                    top_languages(asr, head, nh, NULL, 0, probs, 5, &n_probs, &frame, &emitted) == 0) {
-                    tr.lang_probs = probs;
-                    tr.n_lang_probs = n_probs;
+            if ((o.formats[TR_FORMAT_JSON] || !tr.lang[0]) && !lang_sym[0] && !o.out_post && !o.out_enc &&
+                !o.features && languages_of_file(asr, input, probs, 5, &n_probs) == 0 && n_probs > 0) {
+                tr.lang_probs = probs;
+                tr.n_lang_probs = n_probs;
+                if (!tr.lang[0]) {
+                    snprintf(tr.lang, sizeof tr.lang, "%s", probs[0].code);
+                    tr.lang_source = "posteriors";
                 }
-                free(head);
             }
             int bad = write_outputs(&o, input, &tr);
             tr.lang_probs = NULL; /* static storage, not the transcript's */
@@ -717,8 +741,20 @@ static int run(int argc, char **argv)
                             found = pc;
                     }
                 }
-                fprintf(stderr, "cochlea: %s%sdetected language: %s\n", n_jobs > 1 ? input : "", n_jobs > 1 ? ": " : "",
-                        found ? found : "none emitted (see --detect-language)");
+                tr_lang top[1];
+                size_t n_top = 0;
+                if (found)
+                    fprintf(stderr, "cochlea: %s%sdetected language: %s\n", n_jobs > 1 ? input : "",
+                            n_jobs > 1 ? ": " : "", found);
+                else if (!o.out_post && !o.out_enc && !o.features &&
+                         languages_of_file(asr, input, top, 1, &n_top) == 0 && n_top > 0)
+                    fprintf(stderr,
+                            "cochlea: %s%sdetected language: <%s> (p %.2f; no language token emitted, read from "
+                            "the posteriors as --detect-language does)\n",
+                            n_jobs > 1 ? input : "", n_jobs > 1 ? ": " : "", top[0].code, (double)top[0].prob);
+                else
+                    fprintf(stderr, "cochlea: %s%sdetected language: none emitted (see --detect-language)\n",
+                            n_jobs > 1 ? input : "", n_jobs > 1 ? ": " : "");
             }
         }
         fflush(stdout);
@@ -736,7 +772,7 @@ static int run(int argc, char **argv)
         if (!o.c.quiet)
             fprintf(stderr, "cochlea: %s%s%.2f s of audio in %.3f s%s (%d window%s, load %.2f s), %.1fx real time\n",
                     n_jobs > 1 ? input : "", n_jobs > 1 ? ": " : "", audio_s, t_run, o.repeat > 1 ? " (median)" : "",
-                    cochlea_asr_n_windows(asr), cochlea_asr_n_windows(asr) == 1 ? "" : "s", t_load,
+                    n_win, n_win == 1 ? "" : "s", t_load,
                     t_run > 0 ? audio_s / t_run : 0.0);
     }
     ret = failed ? 1 : 0;

@@ -8,8 +8,10 @@ TEST_DIR holds index.jsonl ({"id", "lang", "text", "pair": {lang: translation}, 
 wav/ID.wav. Every hypothesis comes from `cochlea transcribe` (not from PyTorch), one run per
 language and task so that the model is loaded once for many files:
   asr    speech recognition with the true language (-l LANG)             -> CER, WER
-  lid    language identification (-l auto --print-special; the first language token the model
-         emits is its answer, none emitted counts as wrong)               -> LID accuracy
+  lid    language identification (--detect-language: the most probable language at the language
+         position of the first window, which is also what -l auto reports)  -> LID accuracy;
+         and (-l auto --print-special) whether the first language token the model emits
+         itself is right, none emitted counting as wrong                 -> "LID emitted"
   x2eng  translation of every non-English utterance into English (--task st_eng)  -> BLEU X->eng
   eng2x  translation of every English utterance into its pair language, where that language is
          a translation target of the model (--task st_XXX)                          -> BLEU eng->X
@@ -163,6 +165,35 @@ class Runner:
             log(f"{what}: running the {len(ids)} files one by one")
             self._single(ids, args, what, texts, errors)
 
+    def detect(self, ids, what):
+        """({id: top-1 language or None}, {id: error}): `--detect-language` on the utterances `ids`."""
+        preds, errors = {}, {}
+        for c0 in range(0, len(ids), CHUNK):
+            group = ids[c0:c0 + CHUNK]
+            rc, out, err = self._run(["--detect-language"], [i + ".wav" for i in group])
+            blocks, cur = {}, None
+            for line in out.split("\n"):
+                if len(group) > 1 and line.endswith(".wav:") and line[:-5] in group:
+                    cur = line[:-5]
+                    blocks[cur] = []
+                elif line:
+                    blocks.setdefault(cur if len(group) > 1 else group[0], []).append(line)
+            for i in group:
+                top = blocks.get(i)
+                if top and "\t" in top[0]:
+                    preds[i] = top[0].split("\t")[0]
+                    continue
+                rc1, out1, err1 = self._run(["--detect-language"], [i + ".wav"])
+                first = out1.split("\n")[0]
+                if rc1 == 0 and "\t" in first:
+                    preds[i] = first.split("\t")[0]
+                    continue
+                msg = err1.splitlines()[-1] if err1 else f"exit status {rc1}"
+                self.failures.append({"id": i, "run": what, "error": msg})
+                log(f"{what}: {i}.wav: failed: {msg}")
+                preds[i], errors[i] = None, msg
+        return preds, errors
+
     def _single(self, ids, args, what, texts, errors):
         n_ok = n_bad = 0
         for i in ids:
@@ -223,7 +254,8 @@ def evaluate(a):
                 continue
             jobs.append(("asr", lg, None, by_lang[lg], ["-l", lg]))
     if "lid" in tasks:
-        jobs.append(("lid", None, None, index, ["-l", "auto", "--print-special"]))
+        jobs.append(("lid", None, None, index, ["--detect-language"]))
+        jobs.append(("lid_emitted", None, None, index, ["-l", "auto", "--print-special"]))
     if "x2eng" in tasks:
         for lg in langs:
             if lg == "eng":
@@ -248,18 +280,26 @@ def evaluate(a):
         log(f"skipping {s}")
 
     hyps = {t: [] for t in TASKS}
+    lid_rows = {}
     t_all = time.time()
     for k, (task, lg, tg, utts, opts) in enumerate(jobs, 1):
         what = task + (f" {lg}" if lg and task != "eng2x" else "") + (f" ->{tg}" if tg else "")
         t0 = time.time()
         log(f"[{k}/{len(jobs)}] {what}: {len(utts)} files ...")
-        texts, errors = runner.transcribe([r["id"] for r in utts], opts, what)
+        if task == "lid":
+            texts, errors = runner.detect([r["id"] for r in utts], what)
+        else:
+            texts, errors = runner.transcribe([r["id"] for r in utts], opts, what)
         for r in utts:
             h = texts[r["id"]]
+            if task == "lid_emitted":  # joins the --detect-language row of the same utterance
+                lid_rows[r["id"]].update({"emitted": first_language(h, m_langs), "hyp": h})
+                continue
             if task == "asr":
                 row = {"id": r["id"], "lang": r["lang"], "task": "asr", "ref": r["text"], "hyp": h}
             elif task == "lid":
-                row = {"id": r["id"], "lang": r["lang"], "task": "lid", "pred": first_language(h, m_langs), "hyp": h}
+                row = {"id": r["id"], "lang": r["lang"], "task": "lid", "pred": h}
+                lid_rows[r["id"]] = row
             else:
                 row = {"id": r["id"], "lang": r["lang"], "task": "st", "target": tg, "ref": r["pair"][tg], "hyp": h}
             if r["id"] in errors:
@@ -310,7 +350,7 @@ def version(cochlea):
 
 def summarise(langs, by_lang, hyps):
     """Per-language and pooled scores from the hypothesis rows."""
-    cer, wer, lid, x2e, e2x = {}, {}, {}, {}, {}
+    cer, wer, lid, lide, x2e, e2x = {}, {}, {}, {}, {}, {}
     for r in hyps["asr"]:
         c, w = cer.setdefault(r["lang"], score.ErrorRate()), wer.setdefault(r["lang"], score.ErrorRate())
         c.add(score.cer_units(r["ref"]), score.cer_units(r["hyp"]))
@@ -319,6 +359,10 @@ def summarise(langs, by_lang, hyps):
         n = lid.setdefault(r["lang"], [0, 0])
         n[0] += r["pred"] == r["lang"]
         n[1] += 1
+        if "emitted" in r:
+            n = lide.setdefault(r["lang"], [0, 0])
+            n[0] += r["emitted"] == r["lang"]
+            n[1] += 1
     for r in hyps["x2eng"]:
         x2e.setdefault(r["lang"], score.Bleu(score.bleu_tokenizer("eng"))).add(r["ref"], r["hyp"])
     for r in hyps["eng2x"]:
@@ -334,6 +378,7 @@ def summarise(langs, by_lang, hyps):
             "cer": cer[lg].as_dict() if lg in cer else None,
             "wer": wer[lg].as_dict() if lg in wer and score.has_wer(lg) else None,
             "lid": acc(lid.get(lg)),
+            "lid_emitted": acc(lide.get(lg)),
             "bleu_x2eng": x2e[lg].as_dict() if lg in x2e else None,
             "bleu_eng2x": e2x[lg].as_dict() if lg in e2x else None,
         }
@@ -351,6 +396,7 @@ def summarise(langs, by_lang, hyps):
         "cer": c_all.as_dict() if cer else None,
         "wer": w_all.as_dict() if w_all.utts else None,
         "lid": acc([sum(v[0] for v in lid.values()), sum(v[1] for v in lid.values())]) if lid else None,
+        "lid_emitted": acc([sum(v[0] for v in lide.values()), sum(v[1] for v in lide.values())]) if lide else None,
         "bleu_x2eng": x_all.as_dict() if x_all.segments else None,
         "bleu_eng2x_mean": (sum(e_scores) / len(e_scores)) if e_scores else None,
         "bleu_eng2x_targets": sorted(e2x),
@@ -375,23 +421,26 @@ def markdown(langs, res):
         f"Model `{m['model']}`, test set `{m['test_dir']}` ({m['utterances']} utterances), decoded by "
         f"`{m['cochlea_version']}` (`cochlea transcribe`, {m['precision']}), {m['date']}.",
         "",
-        "| language | utterances | CER % | WER % | LID accuracy % | BLEU X→eng | BLEU eng→X |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| language | utterances | CER % | WER % | LID accuracy % | LID emitted % | BLEU X→eng | BLEU eng→X |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for lg in langs:
         d = res["languages"][lg]
         lines.append(f"| {lg} | {d['utterances']} | {rate(d['cer'])} | {rate(d['wer'])} | {lid(d['lid'])} "
-                     f"| {bleu(d['bleu_x2eng'])} | {bleu(d['bleu_eng2x'])} |")
+                     f"| {lid(d.get('lid_emitted'))} | {bleu(d['bleu_x2eng'])} | {bleu(d['bleu_eng2x'])} |")
     al = res["all"]
     lines.append(f"| **all** | {al['utterances']} | {rate(al['cer'])} | {rate(al['wer'])} | {lid(al['lid'])} "
-                 f"| {bleu(al['bleu_x2eng'])} | {score.fmt(al['bleu_eng2x_mean'])} |")
+                 f"| {lid(al.get('lid_emitted'))} | {bleu(al['bleu_x2eng'])} | {score.fmt(al['bleu_eng2x_mean'])} |")
     lines += [
         "",
         "- CER / WER: edit distance over reference characters (spaces removed) / words, summed over the",
         "  corpus, after NFKC, lower case and removal of punctuation and symbols (Unicode P*, S*).",
         "  WER is n/a for zho and jpn (written without spaces); the \"all\" row pools CER over every",
         "  language and WER over the languages that have it.",
-        "- LID: `-l auto`; the first language token the model emits, none emitted counts as wrong.",
+        "- LID accuracy: `--detect-language`, its most probable language (the first language token",
+        "  the model emits, else the language with the most probability at the position where",
+        "  language mass peaks; `-l auto` reports the same). LID emitted: `-l auto --print-special`,",
+        "  the first language token the model emits itself, none emitted counting as wrong.",
         "- BLEU: corpus BLEU as sacreBLEU computes it (" + m["bleu_signature"] + "),",
         "  on the raw texts. X→eng: the language's utterances translated into English (\"all\": one",
         "  corpus of every X→eng utterance). eng→X: English utterances translated into the row's",
