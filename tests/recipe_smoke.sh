@@ -226,6 +226,31 @@ else
     fail "train.py --average"
     tail -n 10 "$tmp/log12"
 fi
+# local/blend.py: 0.25 x A + 0.75 x B of two snapshots; a model with other shapes is refused
+L="$top_srcdir/recipes/owsm_ctc_tiny/local"
+S4="$w/exp_avg/snapshots/step0000004.pth"
+S6="$w/exp_avg/snapshots/step0000006.pth"
+if "$PYTHON" "$L/blend.py" "$S4" "$S6" "$w/blend.pth" --weight-a 0.25 >"$tmp/log15" 2>&1 && "$PYTHON" -c '
+import sys, torch
+a, b, m = (torch.load(f, map_location="cpu") for f in sys.argv[1:4])
+assert sorted(a) == sorted(m), "tensor names differ"
+bad = [k for k in m if m[k].is_floating_point() and not torch.allclose(m[k], 0.25 * a[k] + 0.75 * b[k], atol=1e-6)]
+assert not bad, "not 0.25 A + 0.75 B: %s" % bad[:5]
+' "$S4" "$S6" "$w/blend.pth" >>"$tmp/log15" 2>&1 \
+    && "$PYTHON" -c '
+import sys, torch
+sd = torch.load(sys.argv[1], map_location="cpu")
+k = next(k for k in sd if sd[k].dim() == 2)
+sd[k] = sd[k][:-1]
+torch.save(sd, sys.argv[2])
+' "$S4" "$w/other.pth" \
+    && ! "$PYTHON" "$L/blend.py" "$S4" "$w/other.pth" "$w/bad.pth" >>"$tmp/log15" 2>&1 \
+    && grep -q "blend.py: error: .*: shape" "$tmp/log15" && [ ! -e "$w/bad.pth" ]; then
+    echo "ok: blend.py interpolates two weight files and refuses different ones"
+else
+    fail "blend.py"
+    tail -n 5 "$tmp/log15"
+fi
 # local/fitcheck.py (training against dev CER) runs on the smoke model
 if "$PYTHON" "$top_srcdir/recipes/owsm_ctc_tiny/local/fitcheck.py" "$w" "$w/exp" "$w/exp/best.pth" --per-lang 1 \
     >"$tmp/log11" 2>&1 && [ "$(grep -c '^fitcheck: \(train\|dev\): 14 utterances, CER [0-9.]* %, LID' "$tmp/log11")" -eq 2 ]; then
