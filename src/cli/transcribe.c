@@ -366,6 +366,17 @@ static int first_window(cochlea_asr *asr, const char *input, float **pcm, size_t
     return rc;
 }
 
+/* 1 when piece is a language symbol ("<deu>"); its code goes to code (16 bytes) */
+static int language_piece(const char *piece, char code[16])
+{
+    size_t len = piece ? strlen(piece) : 0;
+    if (len < 3 || len - 2 >= 16 || piece[0] != '<' || piece[len - 1] != '>')
+        return 0;
+    memcpy(code, piece + 1, len - 2);
+    code[len - 2] = '\0';
+    return asr_lang_index(code) >= 0;
+}
+
 /* --lang auto when the model emitted no language token: the top-k languages at the language
  * position of the file's first window, read again from the file (not from stdin, which cannot be
  * read twice). A second forward pass of one window; overwrites the recognizer's results. */
@@ -449,16 +460,10 @@ static int build_transcript(const opts *o, cochlea_asr *asr, size_t n, const cha
     tr->n_windows = cochlea_asr_n_windows(asr);
     /* the decoded language: the first language token the model emitted, else the one given */
     for (size_t i = 0; i < tr->n_tokens && !tr->lang[0]; i++) {
-        const char *p = tr->tokens[i].piece;
-        size_t len = p ? strlen(p) : 0;
-        if (len >= 3 && p[0] == '<' && p[len - 1] == '>' && len - 2 < sizeof tr->lang) {
-            char code[16];
-            memcpy(code, p + 1, len - 2);
-            code[len - 2] = '\0';
-            if (asr_lang_index(code) >= 0) {
-                snprintf(tr->lang, sizeof tr->lang, "%s", code);
-                tr->lang_source = "emitted";
-            }
+        char code[16];
+        if (language_piece(tr->tokens[i].piece, code)) {
+            snprintf(tr->lang, sizeof tr->lang, "%s", code);
+            tr->lang_source = "emitted";
         }
     }
     return 0;
@@ -731,15 +736,9 @@ static int run(int argc, char **argv)
                 const int32_t *tok = cochlea_asr_tokens(asr, &nt);
                 const char *found = NULL;
                 for (size_t i = 0; i < nt && !found; i++) {
-                    const char *pc = cochlea_asr_token_piece(asr, tok[i]);
-                    size_t len = pc ? strlen(pc) : 0;
                     char code[16];
-                    if (len >= 3 && len - 2 < sizeof code && pc[0] == '<' && pc[len - 1] == '>') {
-                        memcpy(code, pc + 1, len - 2);
-                        code[len - 2] = '\0';
-                        if (asr_lang_index(code) >= 0)
-                            found = pc;
-                    }
+                    if (language_piece(cochlea_asr_token_piece(asr, tok[i]), code))
+                        found = cochlea_asr_token_piece(asr, tok[i]);
                 }
                 tr_lang top[1];
                 size_t n_top = 0;
