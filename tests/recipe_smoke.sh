@@ -33,6 +33,39 @@ for f in text/train.jsonl text/dev.jsonl text/test.jsonl train/feats.npy train/i
     eval/RESULTS.md eval/results.json samples/expected.tsv; do
     [ -s "$w/$f" ] && echo "ok: $f" || fail "stage output $f missing or empty"
 done
+# stage 5 exports the decoding window (DECODE_WINDOW, default 10 s) as the model's speech_length;
+# training keeps its own window (train.py --window, 6 s) in exp/config.yaml
+if "$PYTHON" -c '
+import sys, yaml
+sys.path.insert(0, sys.argv[2])
+from gguf import GGUFReader
+w = sys.argv[1]
+train = yaml.safe_load(open(w + "/exp/config.yaml", encoding="utf-8"))["preprocessor_conf"]["speech_length"]
+exp = yaml.safe_load(open(w + "/export/ckpt/config.yaml", encoding="utf-8"))["preprocessor_conf"]["speech_length"]
+got = GGUFReader(w + "/export/owsm-ctc-tiny.gguf").kv["owsm_ctc.speech_length"].value
+assert (train, exp, got) == (6.0, 10.0, 10.0), (train, exp, got)
+' "$w" "$top_srcdir/tools" >"$tmp/log15" 2>&1; then
+    echo "ok: the exported model decodes in 10 s windows, trained in 6 s ones"
+else
+    fail "decoding window of the exported model"
+    tail -n 3 "$tmp/log15"
+fi
+# local/window_check.py (how DECODE_WINDOW was chosen) scores every dev utterance that fits each
+# window, in the length bands cut at the training window
+if "$PYTHON" "$top_srcdir/recipes/owsm_ctc_tiny/local/window_check.py" "$w" "$w/exp" "$w/exp/best.pth" \
+    --windows 6,10 >"$tmp/log16" 2>&1 && "$PYTHON" -c '
+import json, re, sys
+out = open(sys.argv[2], encoding="utf-8").read()
+fr = [json.loads(l)["frames"] for l in open(sys.argv[1] + "/dev/index.jsonl", encoding="utf-8")]
+for sec, frames in ((6, 601), (10, 1001)):
+    n = int(re.search(r"window %d s \((\d+) utterances\): CER 0-6 s \d+\.\d\d %%" % sec, out).group(1))
+    assert n == sum(f <= frames for f in fr), (sec, n)
+' "$w" "$tmp/log16" >"$tmp/log17" 2>&1; then
+    echo "ok: window_check.py scores the dev utterances that fit each window"
+else
+    fail "local/window_check.py"
+    tail -n 3 "$tmp/log16" "$tmp/log17"
+fi
 # every test utterance has its WAV, every language of the recipe is in the test set
 n_idx=$(wc -l <"$w/test/index.jsonl")
 n_wav=$(ls "$w/test/wav" | wc -l)

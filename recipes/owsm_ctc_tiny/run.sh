@@ -33,6 +33,8 @@
 # FORTUNES_PER_LANG (at most this many fortune cookie sentences per language, default 1500; 0: none),
 # MANPAGES_PER_LANG (at most this many sentences per language from translated manual pages,
 # default 0: none),
+# DECODE_WINDOW (the window, in seconds, the exported model decodes in: its speech_length; default
+# 10, longer than the 6 s training window, see README "Decoding window"; 0: the training window),
 # INSTALL=1 (stage 5 copies the model to models/, stage 7 writes samples/; off by default so
 # that a rerun never overwrites the committed files by accident).
 set -eu
@@ -52,6 +54,7 @@ EXTRA=${EXTRA:-}
 EXTRA_PER_LANG=${EXTRA_PER_LANG:-1500}
 FORTUNES_PER_LANG=${FORTUNES_PER_LANG:-1500}
 MANPAGES_PER_LANG=${MANPAGES_PER_LANG:-0}
+DECODE_WINDOW=${DECODE_WINDOW:-10}
 COCHLEA=${COCHLEA:-$top/build/cochlea}
 TRAIN_ARGS=${TRAIN_ARGS:-}
 TRAIN_MINUTES=${TRAIN_MINUTES:-0}
@@ -157,6 +160,11 @@ if stage 5; then
     mkdir -p "$ck"
     cp "$EXP/config.yaml" "$EXP/bpe.model" "$EXP/feats_stats.npz" "$ck/"
     cp "$EXP/best.pth" "$ck/model.pth"
+    if [ "$DECODE_WINDOW" != 0 ]; then
+        # the exported speech_length: audio up to this long is one window (padded with silence, as
+        # in training), longer audio is decoded in long form
+        "$PY" "$L/decode_window.py" "$ck/config.yaml" "$DECODE_WINDOW"
+    fi
     "$PY" "$top/tools/convert_owsm_ctc.py" "$ck" "$WORK/export/owsm-ctc-tiny.gguf" --type f16 --name owsm-ctc-tiny
     size=$(wc -c <"$WORK/export/owsm-ctc-tiny.gguf")
     echo "run.sh: model $WORK/export/owsm-ctc-tiny.gguf: $size bytes" >&2
