@@ -8,8 +8,8 @@ WORK is the recipe's work folder (tok/, the split), EXP the training folder (con
 feats_stats.npz), WEIGHTS a state_dict .pth or train.py's checkpoint.pt. Every utterance is
 placed at the start of one window padded with digital silence, as cochlea pads audio shorter
 than the model's speech_length, and decoded greedily with its language given (train.py's
-validation). CER is over characters after NFKC, lower case and removal of punctuation, symbols and
-spaces (evaluate.py's scoring). An utterance is scored in every window it fits; bands are cut at
+validation). CER is over score.py's units (NFKC, lower case, no punctuation, symbols or spaces:
+stage 6's scoring). An utterance is scored in every window it fits; bands are cut at
 the training window and at each window length. Used to choose stage 5's DECODE_WINDOW (README
 "Decoding window").
 """
@@ -18,7 +18,6 @@ import os
 import random
 import sys
 import types
-import unicodedata
 
 import torch
 import yaml
@@ -27,11 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import train as T  # noqa: E402  (also puts tests/ref on the path)
 import owsm_ctc as ref  # noqa: E402
-
-
-def norm(s):
-    s = unicodedata.normalize("NFKC", s).lower()
-    return "".join(c for c in s if unicodedata.category(c)[0] not in "PSZ" and not c.isspace())
+from score import cer_units  # noqa: E402  (stage 6's CER units)
 
 
 def frames_of(sec):
@@ -48,8 +43,8 @@ def decode(model, hp, bat, ms, tl, sp):
             enc, _ = model.encode(x, [[hp.ids["na"]]] * x.size(0), prefix)
             for m, row in zip(b, model.ctc.ctc_lo(enc).argmax(-1).tolist()):
                 pieces = [tl[i] for i in T.greedy(row) if not (tl[i].startswith("<") and tl[i].endswith(">"))]
-                r = norm(m["text"])
-                errs += T.edit_distance(r, norm(sp.DecodePieces(pieces)))
+                r = cer_units(m["text"])
+                errs += T.edit_distance(r, cer_units(sp.DecodePieces(pieces)))
                 chars += len(r)
     return errs, chars
 
