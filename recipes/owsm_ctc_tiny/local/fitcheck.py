@@ -18,12 +18,10 @@ import sys
 import types
 
 import torch
-import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import train as T  # noqa: E402  (also puts tests/ref on the path)
-import owsm_ctc as ref  # noqa: E402
 
 
 def main():
@@ -36,15 +34,7 @@ def main():
     ap.add_argument("--splits", default="train,dev")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    cfg = yaml.safe_load(open(os.path.join(a.exp, "config.yaml"), encoding="utf-8"))
-    hp = ref.HParams(cfg)
-    model = ref.OwsmCtcModel(hp)
-    T.load_weights(model, a.weights)
-    import sentencepiece
-    sp = sentencepiece.SentencePieceProcessor()
-    sp.Load(os.path.join(a.work, "tok", "bpe.model"))
-    tl = [l.rstrip("\n") for l in open(os.path.join(a.work, "tok", "tokens.txt"), encoding="utf-8")]
-    mean, std = ref.global_mvn_stats(os.path.join(a.exp, "feats_stats.npz"))
+    cfg, hp, model, sp, tl, mean, std = T.load_trained(a.work, a.exp, a.weights)
     opts = types.SimpleNamespace(window=float(cfg["preprocessor_conf"]["speech_length"]), batch=24,
                                  freq_mask=10, st_prob=0.0, nolang_prob=0.5, device="cpu")
     for split in a.splits.split(","):

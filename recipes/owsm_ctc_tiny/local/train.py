@@ -105,6 +105,24 @@ def load_weights(model, path):
     model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()})
 
 
+def load_trained(work, exp, weights):
+    """(cfg, hp, model in eval mode, sentencepiece processor, token list, mean, std) of a trained
+    model: EXP's config.yaml and feats_stats.npz, WEIGHTS (see load_weights), WORK's tokenizer.
+    For the tools that decode with PyTorch (fitcheck.py, window_check.py)."""
+    import sentencepiece
+    import yaml
+    cfg = yaml.safe_load(open(os.path.join(exp, "config.yaml"), encoding="utf-8"))
+    hp = ref.HParams(cfg)
+    model = ref.OwsmCtcModel(hp)
+    load_weights(model, weights)
+    model.eval()
+    sp = sentencepiece.SentencePieceProcessor()
+    sp.Load(os.path.join(work, "tok", "bpe.model"))
+    tl = [l.rstrip("\n") for l in open(os.path.join(work, "tok", "tokens.txt"), encoding="utf-8")]
+    mean, std = ref.global_mvn_stats(os.path.join(exp, "feats_stats.npz"))
+    return cfg, hp, model, sp, tl, mean, std
+
+
 def sizes(a):
     return types.SimpleNamespace(
         layers=a.layers, d_model=a.d_model, heads=a.heads, ffn=a.ffn, cgmlp=a.cgmlp,

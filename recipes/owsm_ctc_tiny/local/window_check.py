@@ -20,12 +20,10 @@ import sys
 import types
 
 import torch
-import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import train as T  # noqa: E402  (also puts tests/ref on the path)
-import owsm_ctc as ref  # noqa: E402
 from score import cer_units  # noqa: E402  (stage 6's CER units)
 
 
@@ -63,25 +61,16 @@ def main():
     except ValueError:
         sys.exit(f"window_check: --windows {a.windows!r}: expected seconds, comma-separated")
     torch.set_num_threads(a.threads)
-    cfg = yaml.safe_load(open(os.path.join(a.exp, "config.yaml"), encoding="utf-8"))
+    cfg, hp, model, sp, tl, mean, std = T.load_trained(a.work, a.exp, a.weights)
     train_win = float(cfg["preprocessor_conf"]["speech_length"])
     if wins[0] < train_win:
         sys.exit(f"window_check: windows must be at least the training window ({train_win:g} s)")
-    hp = ref.HParams(cfg)
-    model = ref.OwsmCtcModel(hp)
-    T.load_weights(model, a.weights)
-    model.eval()
-    import sentencepiece
-    sp = sentencepiece.SentencePieceProcessor()
-    sp.Load(os.path.join(a.work, "tok", "bpe.model"))
-    tl = [l.rstrip("\n") for l in open(os.path.join(a.work, "tok", "tokens.txt"), encoding="utf-8")]
-    mean, std = ref.global_mvn_stats(os.path.join(a.exp, "feats_stats.npz"))
     idx, feats = T.load_split(os.path.join(a.work, a.split))
     edges = sorted({train_win, *wins})
     bands, lo = [], 0.0
     for hi in edges:
-        ms = [m for m in idx if frames_of(lo) < m["frames"] <= frames_of(hi)] if lo else \
-             [m for m in idx if m["frames"] <= frames_of(hi)]
+        lo_f = frames_of(lo) if lo else 0
+        ms = [m for m in idx if lo_f < m["frames"] <= frames_of(hi)]
         bands.append((lo, hi, ms))
         lo = hi
     print(f"window_check: {a.split}: {len(idx)} utterances, training window {train_win:g} s; "
