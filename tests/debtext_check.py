@@ -222,6 +222,21 @@ def main():
             print("FAIL: --manpages 3 did not keep exactly three sentences, or some were kept without it")
             return 1
         print("ok: --manpages caps each language, and none without it")
+        # --total 4 over catalogs (deu 3) + cookies (deu 3) + pages (fra 7): at most 4 of each
+        # language over all sources, a subset of what is kept without it, in the same order
+        both = ("--fortunes", "10", "--fortune-packages", "fortunes-de",
+                "--manpages", "10", "--manpage-packages", "manpages-fr")
+        full = run(*both)
+        tot = run(*both, "--total", "4")
+        n_full = {l: sum(r["lang"] == l for r in full) for l in ("deu", "fra", "rus", "eng")}
+        n_tot = {l: sum(r["lang"] == l for r in tot) for l in ("deu", "fra", "rus", "eng")}
+        ids = [r["id"] for r in full]
+        if (n_full != {"deu": 6, "fra": 7, "rus": 1, "eng": 3} or n_tot != {"deu": 4, "fra": 4, "rus": 1, "eng": 3}
+                or [r["id"] for r in tot] != [i for i in ids if i in {r["id"] for r in tot}]
+                or any(r not in full for r in tot) or run(*both, "--total", "4") != tot):
+            print(f"FAIL: --total 4 kept {n_tot} of {n_full}, or not a subset in order, or not the same twice")
+            return 1
+        print("ok: --total caps each language over all sources together")
         r = subprocess.run([sys.executable, script, text, debs, "--packages", "cochlea-test-l10n",
                             "--manpages", "5", "--manpage-packages", "manpages-xx"], capture_output=True, text=True)
         if r.returncode == 0 or "manpages-xx is not one of" not in r.stderr:

@@ -231,6 +231,45 @@ else
     fail "cap_per_language"
     tail -n 5 "$tmp/log8c"
 fi
+# --long-window: training batches that hold an utterance longer than --window are padded to the
+# long window (the utterance where the random lead puts it, the rest silence); dev keeps --window
+if "$PYTHON" -c '
+import random, sys, types
+import numpy as np
+import sentencepiece
+sys.path.insert(0, sys.argv[1])
+import train as T
+sp = sentencepiece.SentencePieceProcessor()
+sp.Load(sys.argv[2] + "/bpe.model")
+tl = [l.rstrip("\n") for l in open(sys.argv[2] + "/tokens.txt", encoding="utf-8")]
+lens = [300, 500, 601, 700, 1001, 1002]  # frames; window 6 s = 601, long window 10 s = 1001
+feats = np.arange(sum(lens) * 80, dtype=np.float32).reshape(-1, 80) % 7
+idx, off = [], 0
+for n in lens:
+    idx.append({"lang": "eng", "text": "a", "pair": {}, "offset": off, "frames": n, "src": 0})
+    off += n
+a = types.SimpleNamespace(window=6.0, long_window=10.0, batch=2, freq_mask=0, st_prob=0.0, nolang_prob=0.0)
+z, o = np.zeros(80, np.float32), np.ones(80, np.float32)
+tr = T.Batcher(a, idx, feats, sp, tl, z, o, random.Random(0), long=True)
+dv = T.Batcher(a, idx, feats, sp, tl, z, o, random.Random(0))
+tr.specaug = lambda x, lead, n: x  # (its masks would hide where the utterance is)
+assert [m["frames"] for m in tr.idx] == lens[:5] and tr.n_long == 2 and tr.dropped == 1, (tr.n_long, tr.dropped)
+assert [m["frames"] for m in dv.idx] == lens[:3] and dv.dropped == 3
+for ms, want in ((idx[:2], 601), (idx[1:3], 601), (idx[2:4], 1001), (idx[4:5], 1001)):
+    x = tr.next(ms=ms)[0]
+    assert x.shape == (len(ms), want, 80), (x.shape, want)
+    for i, (m, (lead, n)) in enumerate(zip(ms, tr.spans)):
+        assert n == m["frames"] and 0 <= lead <= want - n
+        f = feats[m["offset"]:m["offset"] + n]
+        assert np.array_equal(x[i, lead:lead + n].numpy(), f), "utterance not where the lead puts it"
+        assert (x[i, :lead] == T.SILENCE).all() and (x[i, lead + n:] == T.SILENCE).all()
+assert dv.next(train=False, ms=idx[:2])[0].shape == (2, 601, 80)
+' "$top_srcdir/recipes/owsm_ctc_tiny/local" "$w/tok" >"$tmp/log8l" 2>&1; then
+    echo "ok: --long-window pads a batch with a longer utterance to the long window, and only then"
+else
+    fail "train.py --long-window"
+    tail -n 5 "$tmp/log8l"
+fi
 rm -rf "$w/extra"
 if SMOKE=1 EXTRA=1 WORK="$w" DATA="$data" PYTHON="$PYTHON" STAGE=4 STOP_STAGE=4 EXP="$w/exp_extra_missing" \
     sh "$top_srcdir/recipes/owsm_ctc_tiny/run.sh" >"$tmp/log9" 2>&1; then

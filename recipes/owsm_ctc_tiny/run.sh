@@ -33,6 +33,8 @@
 # FORTUNES_PER_LANG (at most this many fortune cookie sentences per language, default 1500; 0: none),
 # MANPAGES_PER_LANG (at most this many sentences per language from translated manual pages,
 # default 0: none),
+# EXTRA_TOTAL_PER_LANG (at most this many Debian sentences per language over all three sources,
+# default 0: no limit; stage 2 speaks every sentence kept, 70-100 per second on 2 cores),
 # DECODE_WINDOW (the window, in seconds, the exported model decodes in: its speech_length; default
 # 10, longer than the 6 s training window, see README "Decoding window"; 0: the training window),
 # INSTALL=1 (stage 5 copies the model to models/, stage 7 writes samples/; off by default so
@@ -54,6 +56,7 @@ EXTRA=${EXTRA:-}
 EXTRA_PER_LANG=${EXTRA_PER_LANG:-1500}
 FORTUNES_PER_LANG=${FORTUNES_PER_LANG:-1500}
 MANPAGES_PER_LANG=${MANPAGES_PER_LANG:-0}
+EXTRA_TOTAL_PER_LANG=${EXTRA_TOTAL_PER_LANG:-0}
 DECODE_WINDOW=${DECODE_WINDOW:-10}
 COCHLEA=${COCHLEA:-$top/build/cochlea}
 TRAIN_ARGS=${TRAIN_ARGS:-}
@@ -108,7 +111,7 @@ if stage 1; then
     "$PY" "$L/text.py" "$DATA" "$here/sentences.tsv" "$WORK/text" $text_opts
     if [ "$EXTRA" = 1 ]; then
         "$PY" "$L/debtext.py" "$WORK/text" "$WORK/debian" --per-lang "$EXTRA_PER_LANG" \
-            --fortunes "$FORTUNES_PER_LANG" --manpages "$MANPAGES_PER_LANG"
+            --fortunes "$FORTUNES_PER_LANG" --manpages "$MANPAGES_PER_LANG" --total "$EXTRA_TOTAL_PER_LANG"
     fi
 fi
 

@@ -163,14 +163,19 @@ def feats_stats(idx, feats, path):
 
 
 class Batcher:
-    def __init__(self, a, idx, feats, sp, tl, mean, std, rng):
+    def __init__(self, a, idx, feats, sp, tl, mean, std, rng, long=False):
+        """long: also keep the utterances that fit --long-window (the training batches); a batch
+        holding one of them is placed in that window instead of --window."""
         self.a, self.sp, self.rng = a, sp, rng
         self.feats = feats if isinstance(feats, list) else [feats]  # one array per source dir
         self.tid = {t: i for i, t in enumerate(tl)}
         self.tw = 1 + int(a.window * 16000) // 160
+        lw = getattr(a, "long_window", 0.0)
+        self.ltw = max(self.tw, 1 + int(lw * 16000) // 160) if long and lw > 0 else self.tw
         self.mean = torch.from_numpy(mean)
         self.std = torch.from_numpy(std)
-        self.idx = [m for m in idx if m["frames"] <= self.tw]
+        self.idx = [m for m in idx if m["frames"] <= self.ltw]
+        self.n_long = sum(m["frames"] > self.tw for m in self.idx)
         self.dropped = len(idx) - len(self.idx)
         self.order = []
         self.cache = {}
@@ -187,8 +192,8 @@ class Batcher:
             v = self.cache[text] = self.ids(text)
         return v
 
-    def window(self, m, lead):
-        x = torch.full((self.tw, 80), SILENCE)
+    def window(self, m, lead, tw=None):
+        x = torch.full((tw or self.tw, 80), SILENCE)
         src = self.feats[m.get("src", 0)]
         f = torch.from_numpy(np.asarray(src[m["offset"]:m["offset"] + m["frames"]], dtype=np.float32))
         x[lead:lead + f.shape[0]] = f
@@ -237,9 +242,10 @@ class Batcher:
                 self.order = self.epoch_order()
             ms = [self.idx[self.order.pop()] for _ in range(min(a.batch, len(self.order)))]
         xs, prefix, fin, inter, spans = [], [], [], [], []
+        tw = self.tw if max(m["frames"] for m in ms) <= self.tw else self.ltw
         for m in ms:
-            lead = self.rng.randint(0, self.tw - m["frames"]) if train else 0
-            x = self.window(m, lead)
+            lead = self.rng.randint(0, tw - m["frames"]) if train else 0
+            x = self.window(m, lead, tw)
             if train:
                 x = self.specaug(x, lead, m["frames"])
             xs.append(x)
@@ -426,6 +432,11 @@ def main():
                          "directories together; a seeded random draw), so that languages with "
                          "much Debian text do not crowd out the core set; 0: all")
     ap.add_argument("--window", type=float, default=6.0, help="speech_length in seconds")
+    ap.add_argument("--long-window", dest="long_window", type=float, default=0.0,
+                    help="also train on the utterances longer than --window that fit this many "
+                         "seconds, each batch holding one of them padded to this window instead "
+                         "(the exported model decodes in a 10 s window, run.sh DECODE_WINDOW); "
+                         "0: leave them out")
     ap.add_argument("--batch", type=int, default=24)
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--warmup", type=int, default=500)
@@ -515,7 +526,7 @@ def main():
         return a.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * p)))
 
     rng = random.Random(a.seed)
-    bat = Batcher(a, idx, feats, sp, tl, mean, std, rng)
+    bat = Batcher(a, idx, feats, sp, tl, mean, std, rng, long=True)
     dbat = Batcher(a, dev_idx, dev_feats, sp, tl, mean, std, random.Random(0))
     dev_sub = per_language(dbat.idx, a.valid_utts)
 
@@ -536,7 +547,8 @@ def main():
         log(a.exp, f"{n_par} parameters, vocab {len(tl)}, {len(bat.idx)} training utterances "
                    f"({len(idx) - n_core} of them from --extra"
                    f"{f', at most {a.extra_cap} per language' if a.extra_cap > 0 else ''}; "
-                   f"{bat.dropped} longer than {a.window} s left out), window {bat.tw} frames")
+                   f"{bat.dropped} longer than {max(a.window, a.long_window)} s left out), window {bat.tw} frames"
+                   f"{f', {bat.n_long} in the long window of {bat.ltw} frames' if bat.ltw > bat.tw else ''}")
 
     def save():
         st = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "spent": spent,
