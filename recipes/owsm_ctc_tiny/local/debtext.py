@@ -287,17 +287,11 @@ def convert(lang, texts):
 
 def cap_total(out, n, seed):
     """At most n records of each language, a seeded random choice, in their original order."""
-    by = {}
-    for i, r in enumerate(out):
-        by.setdefault(r["lang"], []).append(i)
-    rng = random.Random(f"total{seed}")
-    keep = set()
-    for lang in sorted(by):
-        got = by[lang] if len(by[lang]) <= n else rng.sample(by[lang], n)
-        keep.update(got)
-        if len(by[lang]) > n:
-            print(f"debtext: {lang}: {len(by[lang])} sentences, {n} kept (--total)", file=sys.stderr)
-    return [r for i, r in enumerate(out) if i in keep]
+    for lang in sorted({r["lang"] for r in out}):
+        k = sum(r["lang"] == lang for r in out)
+        if k > n:
+            print(f"debtext: {lang}: {k} sentences, {n} kept (--total)", file=sys.stderr)
+    return T.cap_per_language(out, n, f"total{seed}")
 
 
 def main():

@@ -27,6 +27,19 @@ LANG_OF_FILE = {"ara": "ara", "cmn": "zho", "deu": "deu", "fra": "fra", "ita": "
                 "rus": "rus", "spa": "spa", "tur": "tur"}
 
 
+def cap_per_language(recs, n, seed):
+    """At most n records of each language, drawn at random (random.Random(seed), so that the same
+    seed draws the same ones: a resumed training run, a rerun of stage 1b), in their original order."""
+    by = {}
+    for i, m in enumerate(recs):
+        by.setdefault(m["lang"], []).append(i)
+    rng = random.Random(seed)
+    keep = set()
+    for lang in sorted(by):
+        keep.update(by[lang] if len(by[lang]) <= n else rng.sample(by[lang], n))
+    return [m for i, m in enumerate(recs) if i in keep]
+
+
 def run_filter(cmd, lines):
     """Pipe lines through an external converter, one output line per input line."""
     out = subprocess.run(cmd, input=("\n".join(lines) + "\n").encode(), capture_output=True,

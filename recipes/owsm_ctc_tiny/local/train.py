@@ -38,6 +38,7 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "..", "tests", "ref"))
 sys.path.insert(0, HERE)
+from text import cap_per_language  # noqa: E402  (stage 1b caps its text the same way)
 import owsm_ctc as ref  # noqa: E402
 from score import edit_distance  # noqa: E402  (the recipe's scorer, checked against sclite)
 
@@ -68,19 +69,6 @@ def load_split(d, src=0):
         m["src"] = src
     feats = np.load(os.path.join(d, "feats.npy"), mmap_mode="r")
     return idx, feats
-
-
-def cap_per_language(idx, n, seed):
-    """At most n records of each language, drawn at random (seeded, so that a resumed run draws
-    the same ones), in their original order."""
-    by = {}
-    for i, m in enumerate(idx):
-        by.setdefault(m["lang"], []).append(i)
-    rng = random.Random(seed)
-    keep = set()
-    for lang in sorted(by):
-        keep.update(by[lang] if len(by[lang]) <= n else rng.sample(by[lang], n))
-    return [m for i, m in enumerate(idx) if i in keep]
 
 
 def save_atomic(obj, path):
