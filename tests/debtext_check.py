@@ -237,6 +237,34 @@ def main():
             print(f"FAIL: --total 4 kept {n_tot} of {n_full}, or not a subset in order, or not the same twice")
             return 1
         print("ok: --total caps each language over all sources together")
+        # --rest 1: extra.jsonl as with --total alone; of the sentences --total left out (deu 2,
+        # fra 3), one of each language goes to extra_rest.jsonl, none kept twice
+        rest_path = os.path.join(text, "extra_rest.jsonl")
+        if run(*both, "--total", "4", "--rest", "1") != tot:
+            print("FAIL: --rest changed extra.jsonl")
+            return 1
+        rest = [json.loads(l) for l in open(rest_path, encoding="utf-8")]
+        n_rest = {l: sum(r["lang"] == l for r in rest) for l in ("deu", "fra", "rus", "eng")}
+        tot_ids = {r["id"] for r in tot}
+        if (n_rest != {"deu": 1, "fra": 1, "rus": 0, "eng": 0} or any(r["id"] in tot_ids for r in rest)
+                or any(r not in full for r in rest)):
+            print(f"FAIL: --rest 1 wrote {n_rest} to extra_rest.jsonl, or some kept by --total too")
+            return 1
+        run(*both, "--total", "4", "--rest", "5")
+        rest5 = [json.loads(l) for l in open(rest_path, encoding="utf-8")]
+        if sorted(r["id"] for r in rest5) != sorted(i for i in ids if i not in tot_ids):
+            print("FAIL: --rest 5 did not write every sentence --total left out")
+            return 1
+        run(*both, "--total", "4")
+        if os.path.exists(rest_path):
+            print("FAIL: a stale extra_rest.jsonl stayed after a run without --rest")
+            return 1
+        r = subprocess.run([sys.executable, script, text, debs, "--packages", "cochlea-test-l10n", "--rest", "3"],
+                           capture_output=True, text=True)
+        if r.returncode == 0 or "--rest needs --total" not in r.stderr:
+            print(f"FAIL: --rest without --total, but exit {r.returncode}: {r.stderr.strip()[-300:]}")
+            return 1
+        print("ok: --rest keeps what --total left out in extra_rest.jsonl, and removes a stale one")
         r = subprocess.run([sys.executable, script, text, debs, "--packages", "cochlea-test-l10n",
                             "--manpages", "5", "--manpage-packages", "manpages-xx"], capture_output=True, text=True)
         if r.returncode == 0 or "manpages-xx is not one of" not in r.stderr:

@@ -35,6 +35,10 @@
 # default 0: none),
 # EXTRA_TOTAL_PER_LANG (at most this many Debian sentences per language over all three sources,
 # default 0: no limit; stage 2 speaks every sentence kept, 70-100 per second on 2 cores),
+# EXTRA_REST_PER_LANG (with EXTRA_TOTAL_PER_LANG: at most this many per language of the sentences
+# that cap left out go to text/extra_rest.jsonl, stage 2 speaks them into $WORK/extra_rest and
+# stage 4 trains on them too: fresh sentences for a run continuing from a model trained on the
+# first set; default 0: none),
 # DECODE_WINDOW (the window, in seconds, the exported model decodes in: its speech_length; default
 # 10, longer than the 6 s training window, see README "Decoding window"; 0: the training window),
 # INSTALL=1 (stage 5 copies the model to models/, stage 7 writes samples/; off by default so
@@ -57,6 +61,7 @@ EXTRA_PER_LANG=${EXTRA_PER_LANG:-1500}
 FORTUNES_PER_LANG=${FORTUNES_PER_LANG:-1500}
 MANPAGES_PER_LANG=${MANPAGES_PER_LANG:-0}
 EXTRA_TOTAL_PER_LANG=${EXTRA_TOTAL_PER_LANG:-0}
+EXTRA_REST_PER_LANG=${EXTRA_REST_PER_LANG:-0}
 DECODE_WINDOW=${DECODE_WINDOW:-10}
 COCHLEA=${COCHLEA:-$top/build/cochlea}
 TRAIN_ARGS=${TRAIN_ARGS:-}
@@ -111,7 +116,8 @@ if stage 1; then
     "$PY" "$L/text.py" "$DATA" "$here/sentences.tsv" "$WORK/text" $text_opts
     if [ "$EXTRA" = 1 ]; then
         "$PY" "$L/debtext.py" "$WORK/text" "$WORK/debian" --per-lang "$EXTRA_PER_LANG" \
-            --fortunes "$FORTUNES_PER_LANG" --manpages "$MANPAGES_PER_LANG" --total "$EXTRA_TOTAL_PER_LANG"
+            --fortunes "$FORTUNES_PER_LANG" --manpages "$MANPAGES_PER_LANG" --total "$EXTRA_TOTAL_PER_LANG" \
+            --rest "$EXTRA_REST_PER_LANG"
     fi
 fi
 
@@ -126,6 +132,10 @@ if stage 2; then
     if [ "$EXTRA" = 1 ]; then
         "$PY" "$L/synth.py" "$WORK/text/extra.jsonl" "$WORK/extra" --renditions 1 --eng-renditions 1 \
             --augment --nj "$NJ" --seed 3
+        if [ "$EXTRA_REST_PER_LANG" != 0 ]; then
+            "$PY" "$L/synth.py" "$WORK/text/extra_rest.jsonl" "$WORK/extra_rest" --renditions 1 \
+                --eng-renditions 1 --augment --nj "$NJ" --seed 4
+        fi
     fi
 fi
 
@@ -151,6 +161,10 @@ if stage 4; then
     if [ "$EXTRA" = 1 ]; then
         [ -f "$WORK/extra/index.jsonl" ] || { echo "run.sh: EXTRA=1 but no $WORK/extra (rerun stages 1-2, or EXTRA=0)" >&2; exit 1; }
         set -- --extra "$WORK/extra"
+        if [ "$EXTRA_REST_PER_LANG" != 0 ]; then
+            [ -f "$WORK/extra_rest/index.jsonl" ] || { echo "run.sh: EXTRA_REST_PER_LANG=$EXTRA_REST_PER_LANG but no $WORK/extra_rest (rerun stages 1-2)" >&2; exit 1; }
+            set -- "$@" --extra "$WORK/extra_rest"
+        fi
     fi
     # shellcheck disable=SC2086
     "$PY" "$L/train.py" --train "$WORK/train" --dev "$WORK/dev" --tok "$WORK/tok" --exp "$EXP" \

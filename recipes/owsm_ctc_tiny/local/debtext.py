@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Stage 1b of the owsm_ctc_tiny recipe: more sentences per language from Debian's translations.
 
-    debtext.py TEXT_DIR DEB_DIR [--per-lang N] [--packages P,P,...] [--fortunes N] [--manpages N] [--total N] [--seed S]
+    debtext.py TEXT_DIR DEB_DIR [--per-lang N] [--packages P,P,...] [--fortunes N] [--manpages N] [--total N]
+               [--rest M] [--seed S]
 
 Tatoeba gives about 700 training sentences per language, and a model trained on them for many
 epochs learns those sentences rather than the language: with the shipped model of run 8, CER on
@@ -54,6 +55,11 @@ include another (.so) and links are skipped.
 With --total N (N > 0), at most N sentences per language are kept over all sources together (a
 seeded random choice made after all of the above): stage 2 speaks every sentence kept, 70-100
 per second on 2 cores, so this bounds its time (German alone has 35,936 with the caps of run 14).
+
+With --rest M (M > 0, with --total), the sentences that --total left out are not lost: at most M
+per language of them (another seeded choice) go to TEXT_DIR/extra_rest.jsonl, a second set of
+fresh sentences for a run that continues training from a model trained on extra.jsonl. Without
+it, a stale extra_rest.jsonl is removed.
 
 Output: TEXT_DIR/extra.jsonl, records like train.jsonl's ({"id", "lang", "text", "pair"}; ids
 deb-LANGNNNNN for catalog sentences, fort-LANGNNNNN for fortunes, man-LANGNNNNN for manual
@@ -309,6 +315,9 @@ def main():
     ap.add_argument("--total", type=int, default=0,
                     help="at most this many sentences per language over all sources together, a "
                          "seeded random choice made last (0: no limit; stage 2 speaks every sentence kept)")
+    ap.add_argument("--rest", type=int, default=0,
+                    help="with --total: at most this many per language of the sentences --total left "
+                         "out go to extra_rest.jsonl (0: none)")
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
     fort_pkgs = [p for p in a.fortune_packages.split(",") if p] if a.fortunes > 0 else []
@@ -430,8 +439,23 @@ def main():
             ws = WORD.findall(s.lower())
             return sum(w in eng_vocab and w not in own for w in ws) > sum(w in own and w not in eng_vocab for w in ws)
         add("manpages", "man", man, a.manpages, "manpages", english)
+    rest = []
     if a.total > 0:
-        out = cap_total(out, a.total, a.seed)
+        kept = cap_total(out, a.total, a.seed)
+        if a.rest > 0:
+            ids = {r["id"] for r in kept}
+            rest = T.cap_per_language([r for r in out if r["id"] not in ids], a.rest, f"rest{a.seed}")
+        out = kept
+    elif a.rest > 0:
+        ap.error("--rest needs --total")
+    rest_path = os.path.join(a.text, "extra_rest.jsonl")
+    if rest:
+        with open(rest_path, "w", encoding="utf-8") as f:
+            for r in rest:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        print(f"debtext: {len(rest)} sentences left out by --total -> {rest_path}")
+    elif os.path.exists(rest_path):
+        os.remove(rest_path)
     with open(os.path.join(a.text, "extra.jsonl"), "w", encoding="utf-8") as f:
         for r in out:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
