@@ -74,7 +74,8 @@ def main():
                  ("fra", "Nous lisons la maison ce soir et nous fermons la porte."),
                  ("fra", "Il y a un livre bleu dans la chambre de Thomas."),
                  ("fra", "Afficher la version du livre, puis quitter la maison avec Thomas."),
-                 ("fra", "Nous allons voir le livre bleu de Thomas dans la maison ce soir.")]
+                 ("fra", "Nous allons voir le livre bleu de Thomas dans la maison ce soir."),
+                 ("fra", "Il y a un livre bleu-vert dans la maison de Thomas.")]  # a hyphen occurs
         jsonl(os.path.join(text, "train.jsonl"),
               [{"id": f"t{i}", "lang": l, "text": t, "pair": {}} for i, (l, t) in enumerate(train)])
         jsonl(os.path.join(text, "dev.jsonl"), [{"id": "d0", "lang": "deu", "text": "Wir lesen die Datei.", "pair": {}}])
@@ -151,6 +152,26 @@ def main():
         with open(os.path.join(mdir, "man5", "autre.5"), "w", encoding="utf-8") as f:
             f.write(".so man5/maison.5\n")
         build_deb(mpkg, "manpages-fr", "pages", debs)
+        # help pages: LibreOffice's HTML (markup inside a paragraph, an entity, a heading, a menu
+        # path, an untranslated English paragraph, a fragment) and GNOME's Mallard pages (a
+        # French page, a Russian one, and one of the C locale, which is no language of the recipe)
+        hpkg = os.path.join(tmp, "hpkg")
+        hdir = os.path.join(hpkg, "usr", "share", "libreoffice", "help", "fr", "text")
+        os.makedirs(hdir)
+        with open(os.path.join(hdir, "a.html"), "w", encoding="utf-8") as f:
+            f.write('<html><body><h1 id="h">Nous lisons la porte.</h1>\n'
+                    '<p class="paragraph" id="p1">Nous lisons <span class="menuitem">le livre\nbleu</span> ce soir.</p>\n'
+                    '<p>Nous voyons la ch&#97;mbre bleue.</p><p>Nous lisons la maison - la chambre.</p>\n'
+                    '<p>The file is read by the train.</p><p>lire le livre bleu ce soir.</p></body></html>\n')
+        build_deb(hpkg, "libreoffice-help-fr", "help", debs)
+        gpkg = os.path.join(tmp, "gpkg")
+        for loc, page in (("fr", "<p>Il y a une porte bleue dans la maison.</p>"),
+                          ("ru", "<p>Открыть его сейчас.</p>"), ("C", "<p>Nous fermons la chambre bleue.</p>")):
+            d = os.path.join(gpkg, "usr", "share", "help", loc, "gnome-help")
+            os.makedirs(d)
+            with open(os.path.join(d, "x.page"), "w", encoding="utf-8") as f:
+                f.write(f'<page xmlns="http://projectmallard.org/1.0/"><title>Nous lisons.</title>{page}</page>\n')
+        build_deb(gpkg, "gnome-user-docs", "help", debs)
         script = os.path.join(top, "recipes", "owsm_ctc_tiny", "local", "debtext.py")
 
         def run(*extra):
@@ -222,6 +243,21 @@ def main():
             print("FAIL: --manpages 3 did not keep exactly three sentences, or some were kept without it")
             return 1
         print("ok: --manpages caps each language, and none without it")
+        want_h = [("fra", "Nous lisons le livre bleu ce soir.", "{}"), ("fra", "Nous voyons la chambre bleue.", "{}"),
+                  ("fra", "Il y a une porte bleue dans la maison.", "{}"), ("rus", "Открыть его сейчас.", "{}")]
+        hp = ("--help-packages", "libreoffice-help-fr,gnome-user-docs")  # only ours: offline
+        if not kept_ok("--help-pages", "help-", run("--help-pages", "10", *hp), want_h):
+            return 1
+        print(f"ok: --help-pages keeps the {len(want_h)} help page sentences its rules allow")
+        if (sum(r["id"].startswith("help-fra") for r in run("--help-pages", "2", *hp)) != 2
+                or any(r["id"].startswith("help-") for r in run("--manpages", "10", "--manpage-packages", "manpages-fr"))):
+            print("FAIL: --help-pages 2 did not keep two French sentences, or some were kept without it")
+            return 1
+        if sorted(r["text"] for r in run("--help-pages", "10", "--help-packages", "gnome-user-docs")
+                  if r["id"].startswith("help-")) != ["Il y a une porte bleue dans la maison.", "Открыть его сейчас."]:
+            print("FAIL: --help-packages gnome-user-docs did not keep exactly its pages' sentences")
+            return 1
+        print("ok: --help-pages caps each language, reads the packages named, and none without it")
         # --total 4 over catalogs (deu 3) + cookies (deu 3) + pages (fra 7): at most 4 of each
         # language over all sources, a subset of what is kept without it, in the same order
         both = ("--fortunes", "10", "--fortune-packages", "fortunes-de",
@@ -269,6 +305,11 @@ def main():
                             "--manpages", "5", "--manpage-packages", "manpages-xx"], capture_output=True, text=True)
         if r.returncode == 0 or "manpages-xx is not one of" not in r.stderr:
             print(f"FAIL: unknown manpages package, but exit {r.returncode}: {r.stderr.strip()[-300:]}")
+            return 1
+        r = subprocess.run([sys.executable, script, text, debs, "--packages", "cochlea-test-l10n",
+                            "--help-pages", "5", "--help-packages", "libreoffice-help-xx"], capture_output=True, text=True)
+        if r.returncode == 0 or "libreoffice-help-xx is not one of" not in r.stderr:
+            print(f"FAIL: unknown help package, but exit {r.returncode}: {r.stderr.strip()[-300:]}")
             return 1
         r = subprocess.run([sys.executable, script, text, debs, "--packages", "cochlea-test-l10n",
                             "--fortunes", "5", "--fortune-packages", "fortunes-xx"], capture_output=True, text=True)

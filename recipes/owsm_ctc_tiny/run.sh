@@ -33,7 +33,9 @@
 # FORTUNES_PER_LANG (at most this many fortune cookie sentences per language, default 1500; 0: none),
 # MANPAGES_PER_LANG (at most this many sentences per language from translated manual pages,
 # default 0: none),
-# EXTRA_TOTAL_PER_LANG (at most this many Debian sentences per language over all three sources,
+# HELP_PER_LANG (at most this many sentences per language from translated help pages,
+# LibreOffice's and GNOME's; default 0: none),
+# EXTRA_TOTAL_PER_LANG (at most this many Debian sentences per language over all sources,
 # default 0: no limit; stage 2 speaks every sentence kept, 70-100 per second on 2 cores),
 # EXTRA_REST_PER_LANG (with EXTRA_TOTAL_PER_LANG: at most this many per language of the sentences
 # that cap left out go to text/extra_rest.jsonl, stage 2 speaks them into $WORK/extra_rest and
@@ -60,6 +62,7 @@ EXTRA=${EXTRA:-}
 EXTRA_PER_LANG=${EXTRA_PER_LANG:-1500}
 FORTUNES_PER_LANG=${FORTUNES_PER_LANG:-1500}
 MANPAGES_PER_LANG=${MANPAGES_PER_LANG:-0}
+HELP_PER_LANG=${HELP_PER_LANG:-0}
 EXTRA_TOTAL_PER_LANG=${EXTRA_TOTAL_PER_LANG:-0}
 EXTRA_REST_PER_LANG=${EXTRA_REST_PER_LANG:-0}
 DECODE_WINDOW=${DECODE_WINDOW:-10}
@@ -116,8 +119,8 @@ if stage 1; then
     "$PY" "$L/text.py" "$DATA" "$here/sentences.tsv" "$WORK/text" $text_opts
     if [ "$EXTRA" = 1 ]; then
         "$PY" "$L/debtext.py" "$WORK/text" "$WORK/debian" --per-lang "$EXTRA_PER_LANG" \
-            --fortunes "$FORTUNES_PER_LANG" --manpages "$MANPAGES_PER_LANG" --total "$EXTRA_TOTAL_PER_LANG" \
-            --rest "$EXTRA_REST_PER_LANG"
+            --fortunes "$FORTUNES_PER_LANG" --manpages "$MANPAGES_PER_LANG" --help-pages "$HELP_PER_LANG" \
+            --total "$EXTRA_TOTAL_PER_LANG" --rest "$EXTRA_REST_PER_LANG"
     fi
 fi
 

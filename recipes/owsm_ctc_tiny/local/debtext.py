@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Stage 1b of the owsm_ctc_tiny recipe: more sentences per language from Debian's translations.
 
-    debtext.py TEXT_DIR DEB_DIR [--per-lang N] [--packages P,P,...] [--fortunes N] [--manpages N] [--total N]
-               [--rest M] [--seed S]
+    debtext.py TEXT_DIR DEB_DIR [--per-lang N] [--packages P,P,...] [--fortunes N] [--manpages N]
+               [--help-pages N] [--total N] [--rest M] [--seed S]
 
 Tatoeba gives about 700 training sentences per language, and a model trained on them for many
 epochs learns those sentences rather than the language: with the shipped model of run 8, CER on
@@ -52,6 +52,16 @@ outnumber those that occur in the language's own but not in English. Then it mus
 rules as a catalog message. Spaces in Japanese and Chinese sentences are dropped. Pages that only
 include another (.so) and links are skipped.
 
+Korean and Arabic have no manual pages, and Korean and Chinese few sentences whose characters
+all occur in the training text. With --help-pages N (N > 0), up to N sentences per language are
+also taken from translated help: LibreOffice's (libreoffice-help-LL, HTML, every language of the
+recipe but Arabic) and GNOME's user documentation (gnome-user-docs, Mallard pages, a directory
+per locale, those of the recipe's locales read). The text of each paragraph (<p>, markup
+removed, entities decoded) is split into sentences like a cookie; a sentence holding a menu path
+("Format - Cells") is dropped; a sentence in the Latin alphabet must start with a capital letter
+and not read as English (the manual page rule above); spaces are dropped in Japanese and
+Chinese; then the rules of a catalog message apply.
+
 With --total N (N > 0), at most N sentences per language are kept over all sources together (a
 seeded random choice made after all of the above): stage 2 speaks every sentence kept, 70-100
 per second on 2 cores, so this bounds its time (German alone has 35,936 with the caps of run 14).
@@ -63,12 +73,13 @@ it, a stale extra_rest.jsonl is removed.
 
 Output: TEXT_DIR/extra.jsonl, records like train.jsonl's ({"id", "lang", "text", "pair"}; ids
 deb-LANGNNNNN for catalog sentences, fort-LANGNNNNN for fortunes, man-LANGNNNNN for manual
-pages), used for training only.
+pages, help-LANGNNNNN for help pages), used for training only.
 """
 import argparse
 import gettext
 import glob
 import gzip
+import html
 import json
 import os
 import random
@@ -99,6 +110,18 @@ FORTUNES = {"fortunes": "eng", "fortunes-min": "eng", "fortunes-de": "deu", "for
 MANPAGES = {"manpages-de": "deu", "manpages-es": "spa", "manpages-fr": "fra", "manpages-it": "ita",
             "manpages-ja": "jpn", "manpages-nl": "nld", "manpages-pl": "pol", "manpages-pt-br": "por",
             "manpages-ru": "rus", "manpages-tr": "tur", "manpages-zh": "zho"}
+# help page packages and the language of their pages (None: every language, one locale
+# directory each): LibreOffice's help (HTML) and GNOME's user documentation (Mallard)
+HELP = {f"libreoffice-help-{c}": l for c, l in (
+    ("de", "deu"), ("es", "spa"), ("fr", "fra"), ("it", "ita"), ("ja", "jpn"), ("ko", "kor"),
+    ("nl", "nld"), ("pl", "pol"), ("pt", "por"), ("pt-br", "por"), ("ru", "rus"), ("tr", "tur"),
+    ("zh-cn", "zho"))}
+HELP["gnome-user-docs"] = None
+# where the pages are: a directory per locale under each root, pages ending in the suffix
+HELP_ROOTS = ((os.path.join("usr", "share", "libreoffice", "help"), ".html"),
+              (os.path.join("usr", "share", "help"), ".page"))
+PARAGRAPH = re.compile(r"<p\b[^>]*>(.*?)</p>", re.S)
+TAG = re.compile(r"<[^>]*>")
 NON_LATIN = {"ara", "jpn", "kor", "rus", "zho"}
 ENDS = ".!?。！？؟"
 # markup, format directives, paths, ellipses, URLs, file names (a.b), accelerators, quotes
@@ -257,6 +280,36 @@ def manpage_sentences(deb, lang, tmp):
     return out
 
 
+def help_sentences(deb, tmp):
+    """{lang: sentences} of the paragraphs (<p>) of every help page of one package (not yet
+    normalised or filtered), for the locale directories of the recipe's languages."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    subprocess.run(["dpkg-deb", "-x", deb, tmp], check=True)
+    lang_of = {c: l for l, cs in LOCALES.items() for c in cs}
+    out = {}
+    for root, suffix in HELP_ROOTS:
+        for loc in sorted(os.listdir(os.path.join(tmp, root)) if os.path.isdir(os.path.join(tmp, root)) else []):
+            lang = lang_of.get(loc)
+            if lang is None:
+                continue
+            for f in sorted(glob.glob(os.path.join(tmp, root, loc, "**", "*" + suffix), recursive=True)):
+                if os.path.islink(f) or not os.path.isfile(f):
+                    continue
+                with open(f, "rb") as fh:
+                    page = fh.read().decode("utf-8", "replace")
+                for para in PARAGRAPH.findall(page):
+                    for sent in split_sentences(html.unescape(TAG.sub("", para))):
+                        if " - " in sent:  # a menu path ("Format - Cells"), in every language alike
+                            continue
+                        if lang in ("jpn", "zho"):
+                            out.setdefault(lang, set()).add(sent.replace(" ", ""))
+                        elif lang in NON_LATIN or sent[0].isupper():
+                            out.setdefault(lang, set()).add(sent)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def shape_ok(lang, s):
     if not s or s[-1] not in ENDS or BAD.search(s):
         return False
@@ -312,6 +365,9 @@ def main():
     ap.add_argument("--manpages", type=int, default=0,
                     help="at most this many sentences per language from translated manual pages (0: none)")
     ap.add_argument("--manpage-packages", default=",".join(MANPAGES))
+    ap.add_argument("--help-pages", dest="help_pages", type=int, default=0,
+                    help="at most this many sentences per language from translated help pages (0: none)")
+    ap.add_argument("--help-packages", default=",".join(HELP))
     ap.add_argument("--total", type=int, default=0,
                     help="at most this many sentences per language over all sources together, a "
                          "seeded random choice made last (0: no limit; stage 2 speaks every sentence kept)")
@@ -328,6 +384,10 @@ def main():
     for p in man_pkgs:
         if p not in MANPAGES:
             raise SystemExit(f"debtext: --manpage-packages: {p} is not one of " + ",".join(MANPAGES))
+    help_pkgs = [p for p in a.help_packages.split(",") if p] if a.help_pages > 0 else []
+    for p in help_pkgs:
+        if p not in HELP:
+            raise SystemExit(f"debtext: --help-packages: {p} is not one of " + ",".join(HELP))
 
     chars, lens, held = {}, {}, set()
     train = []
@@ -415,6 +475,24 @@ def main():
             p = os.path.basename(deb).split("_")[0]
             fort.setdefault(FORTUNES[p], set()).update(fortune_sentences(deb, FORTUNES[p], tmp))
         add("fortunes", "fort", fort, a.fortunes, "fortunes")
+    vocab = {}
+
+    def english(lang, s):
+        """Whether a sentence of a Latin-script language reads as English (manual and help pages
+        leave some paragraphs untranslated): more of its words are known English words that the
+        language does not use than the other way round (vocab: the words of each language's
+        training text and of the sentences kept before this source)."""
+        if lang == "eng" or lang in NON_LATIN:
+            return False
+        own, eng_vocab = vocab.get(lang, set()), vocab.get("eng", set())
+        ws = WORD.findall(s.lower())
+        return sum(w in eng_vocab and w not in own for w in ws) > sum(w in own and w not in eng_vocab for w in ws)
+
+    def words():
+        vocab.clear()
+        for r in train + out:
+            vocab.setdefault(r["lang"], set()).update(WORD.findall(r["text"].lower()))
+
     if man_pkgs:
         man = {}
         for deb in fetch(a.debs, man_pkgs):
@@ -423,22 +501,15 @@ def main():
             if got is None:
                 raise SystemExit("debtext: --manpages needs groff (Debian package groff-base)")
             man.setdefault(MANPAGES[p], set()).update(got)
-        # the words of each language's training text and of the sentences kept so far
-        vocab = {}
-        for r in train + out:
-            vocab.setdefault(r["lang"], set()).update(WORD.findall(r["text"].lower()))
-        eng_vocab = vocab.get("eng", set())
-
-        def english(lang, s):
-            """Whether a sentence of a Latin-script language reads as English (manual pages
-            leave some paragraphs untranslated): more of its words are known English words
-            that the language does not use than the other way round."""
-            if lang == "eng" or lang in NON_LATIN:
-                return False
-            own = vocab.get(lang, set())
-            ws = WORD.findall(s.lower())
-            return sum(w in eng_vocab and w not in own for w in ws) > sum(w in own and w not in eng_vocab for w in ws)
+        words()
         add("manpages", "man", man, a.manpages, "manpages", english)
+    if help_pkgs:
+        hlp = {}
+        for deb in fetch(a.debs, help_pkgs):
+            for lang, got in help_sentences(deb, tmp).items():
+                hlp.setdefault(lang, set()).update(got)
+        words()
+        add("help pages", "help", hlp, a.help_pages, "help", english)
     rest = []
     if a.total > 0:
         kept = cap_total(out, a.total, a.seed)
