@@ -110,13 +110,10 @@ FORTUNES = {"fortunes": "eng", "fortunes-min": "eng", "fortunes-de": "deu", "for
 MANPAGES = {"manpages-de": "deu", "manpages-es": "spa", "manpages-fr": "fra", "manpages-it": "ita",
             "manpages-ja": "jpn", "manpages-nl": "nld", "manpages-pl": "pol", "manpages-pt-br": "por",
             "manpages-ru": "rus", "manpages-tr": "tur", "manpages-zh": "zho"}
-# help page packages and the language of their pages (None: every language, one locale
-# directory each): LibreOffice's help (HTML) and GNOME's user documentation (Mallard)
-HELP = {f"libreoffice-help-{c}": l for c, l in (
-    ("de", "deu"), ("es", "spa"), ("fr", "fra"), ("it", "ita"), ("ja", "jpn"), ("ko", "kor"),
-    ("nl", "nld"), ("pl", "pol"), ("pt", "por"), ("pt-br", "por"), ("ru", "rus"), ("tr", "tur"),
-    ("zh-cn", "zho"))}
-HELP["gnome-user-docs"] = None
+# help page packages: LibreOffice's help (HTML), one language each, and GNOME's user
+# documentation (Mallard), every language; the language of a page is its locale directory's
+HELP = [f"libreoffice-help-{c}" for c in ("de", "es", "fr", "it", "ja", "ko", "nl", "pl", "pt", "pt-br",
+                                          "ru", "tr", "zh-cn")] + ["gnome-user-docs"]
 # where the pages are: a directory per locale under each root, pages ending in the suffix
 HELP_ROOTS = ((os.path.join("usr", "share", "libreoffice", "help"), ".html"),
               (os.path.join("usr", "share", "help"), ".page"))
@@ -289,11 +286,12 @@ def help_sentences(deb, tmp):
     lang_of = {c: l for l, cs in LOCALES.items() for c in cs}
     out = {}
     for root, suffix in HELP_ROOTS:
-        for loc in sorted(os.listdir(os.path.join(tmp, root)) if os.path.isdir(os.path.join(tmp, root)) else []):
+        top = os.path.join(tmp, root)
+        for loc in sorted(os.listdir(top)) if os.path.isdir(top) else []:
             lang = lang_of.get(loc)
             if lang is None:
                 continue
-            for f in sorted(glob.glob(os.path.join(tmp, root, loc, "**", "*" + suffix), recursive=True)):
+            for f in sorted(glob.glob(os.path.join(top, loc, "**", "*" + suffix), recursive=True)):
                 if os.path.islink(f) or not os.path.isfile(f):
                     continue
                 with open(f, "rb") as fh:
@@ -376,6 +374,8 @@ def main():
                          "out go to extra_rest.jsonl (0: none)")
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
+    if a.rest > 0 and a.total <= 0:
+        ap.error("--rest needs --total")
     fort_pkgs = [p for p in a.fortune_packages.split(",") if p] if a.fortunes > 0 else []
     for p in fort_pkgs:
         if p not in FORTUNES:
@@ -517,8 +517,6 @@ def main():
             ids = {r["id"] for r in kept}
             rest = T.cap_per_language([r for r in out if r["id"] not in ids], a.rest, f"rest{a.seed}")
         out = kept
-    elif a.rest > 0:
-        ap.error("--rest needs --total")
     rest_path = os.path.join(a.text, "extra_rest.jsonl")
     if rest:
         with open(rest_path, "w", encoding="utf-8") as f:
