@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "asr/beam.h"
 #include "asr/ctc.h"
+#include "asr/ngram.h"
 #include "asr/owsm.h"
 #include "asr/timestamps.h"
 #include "cochlea.h"
@@ -38,6 +40,14 @@ struct cochlea_asr {
     float *post, *enc;
     size_t n_post, n_enc;
     size_t n_samples; /* audio samples of the last run */
+    /* beam search: token kinds, a language model loaded with cochlea_asr_load_lm (replaces the
+     * model's), one batch of log-posteriors when they are not kept, the candidates of a run */
+    uint8_t *kind;
+    ngram_lm *user_lm;
+    float *bpost;
+    size_t bpost_n;
+    ctc_cands cands;
+    int beam_used;
 };
 
 /* ---- models --------------------------------------------------------------------------------- */
@@ -107,6 +117,8 @@ cochlea_asr_options cochlea_asr_default_options(void)
     cochlea_asr_options o;
     memset(&o, 0, sizeof o);
     o.context = -1.0f;
+    o.lm_weight = NAN;
+    o.insertion_bonus = NAN;
     return o;
 }
 
@@ -120,6 +132,8 @@ static void clear_results(cochlea_asr *a)
     a->post = a->enc = NULL;
     a->n_frame_ids = a->n_tokens = a->n_post = a->n_enc = 0;
     a->n_windows = 0;
+    ctc_cands_free(&a->cands);
+    a->beam_used = 0;
 }
 
 void cochlea_asr_free(cochlea_asr *a)
@@ -128,6 +142,9 @@ void cochlea_asr_free(cochlea_asr *a)
         return;
     clear_results(a);
     owsm_work_free(a->work);
+    free(a->kind);
+    free(a->bpost);
+    ngram_free(a->user_lm);
     cochlea_fbank_free(a->fb);
     free(a->fb_storage);
     free(a->feats);
@@ -169,6 +186,10 @@ int cochlea_asr_create(const cochlea_model *model, const cochlea_asr_params *par
                      a->fbp.n_mels, hp->n_mels);
     if (!rc)
         rc = cochlea_fbank_create(&a->fbp, &a->fb);
+    if (!rc && !(a->kind = malloc((size_t)hp->vocab)))
+        rc = err_set(COCHLEA_ENOMEM, "out of memory");
+    for (int64_t v = 0; !rc && v < hp->vocab; v++)
+        a->kind[v] = (uint8_t)ctc_token_kind(a->m->tokens[v], a->m->token_len[v]);
     size_t nf = 0;
     if (!rc && (size_mul((size_t)hp->window_frames * (size_t)hp->n_mels, (size_t)p.batch, &nf) ||
                 !(a->feats = malloc(nf * sizeof(float))) ||
@@ -295,6 +316,11 @@ static void window_samples(const cochlea_asr *a, const plan *p, const float *pcm
         memcpy(dst + i0, pcm + j0 + i0, (size_t)(i1 - i0) * sizeof *dst);
 }
 
+static int32_t lm_word_id(void *user, const char *w, size_t len)
+{
+    return owsm_token_id((const owsm_model *)user, w, len);
+}
+
 static int resolve_options(const cochlea_asr *a, const cochlea_asr_options *o, int32_t *lang, int32_t *task)
 {
     const char *l = o->lang, *t = o->task;
@@ -306,6 +332,63 @@ static int resolve_options(const cochlea_asr *a, const cochlea_asr_options *o, i
     if ((rc = symbol_id(a, t && *t ? t : "asr", "task", task)))
         return rc;
     return COCHLEA_OK;
+}
+
+/* The beam search settings of a run (bo->beam 1: greedy). */
+static int beam_setup(const cochlea_asr *a, const cochlea_asr_options *o, int32_t lang, int32_t task,
+                      ctc_beam_opts *bo)
+{
+    const owsm_model *m = a->m;
+    const ngram_lm *lm = o->no_lm ? NULL : (a->user_lm ? a->user_lm : m->lm);
+    if (o->beam_size < 0 || o->beam_size > 1024)
+        return err_set(COCHLEA_EINVAL, "beam size %d is not in [0, 1024]", o->beam_size);
+    memset(bo, 0, sizeof *bo);
+    bo->beam = o->beam_size ? o->beam_size : lm ? (lm == m->lm ? m->lm_beam : COCHLEA_ASR_LM_BEAM) : 1;
+    bo->lm = lm;
+    bo->weight = !isnan(o->lm_weight) ? o->lm_weight : m->lm ? m->lm_weight : COCHLEA_ASR_LM_WEIGHT;
+    bo->bonus = !isnan(o->insertion_bonus) ? o->insertion_bonus
+                : !lm                      ? 0.0f
+                : m->lm                    ? m->lm_bonus
+                                           : COCHLEA_ASR_LM_BONUS;
+    if (!isfinite(bo->weight) || bo->weight < 0 || bo->weight > 100)
+        return err_set(COCHLEA_EINVAL, "LM weight %g is not in [0, 100]", (double)bo->weight);
+    if (!isfinite(bo->bonus) || fabsf(bo->bonus) > 100)
+        return err_set(COCHLEA_EINVAL, "insertion bonus %g is not in [-100, 100]", (double)bo->bonus);
+    bo->kind = a->kind;
+    bo->vocab = m->hp.vocab;
+    bo->blank = m->hp.blank_id;
+    bo->sos = m->hp.sos_id;
+    bo->eos = m->hp.eos_id;
+    bo->lang = lang == m->hp.nolang_id ? -1 : lang;
+    /* translation: the LM context is the target language */
+    const char *tp = m->tokens[task];
+    if (m->token_len[task] == 8 && !memcmp(tp, "<st_", 4)) {
+        char piece[6] = {'<', tp[4], tp[5], tp[6], '>', 0};
+        int32_t id = owsm_token_id(m, piece, 5);
+        bo->lang = id >= 0 && a->kind[id] == CTC_KIND_LANG ? id : -1;
+    }
+    return COCHLEA_OK;
+}
+
+int cochlea_asr_load_lm(cochlea_asr *a, const char *path)
+{
+    if (!a)
+        return err_set(COCHLEA_EINVAL, "cochlea_asr_load_lm: asr is NULL");
+    ngram_lm *lm = NULL;
+    if (path) {
+        const owsm_hparams *hp = &a->m->hp;
+        int rc = ngram_load_arpa(path, lm_word_id, (void *)a->m, hp->sos_id, hp->eos_id, hp->unk_id, &lm, NULL);
+        if (rc)
+            return rc;
+    }
+    ngram_free(a->user_lm);
+    a->user_lm = lm;
+    return COCHLEA_OK;
+}
+
+int cochlea_asr_has_lm(const cochlea_asr *a)
+{
+    return a ? (a->user_lm ? 2 : a->m->lm ? 1 : 0) : 0;
 }
 
 /* Where run() takes its windows from: a whole signal in memory (a plan), one window of
@@ -501,6 +584,10 @@ static int run(cochlea_asr *a, feeder *f, int64_t total_est, const cochlea_asr_o
     int rc = resolve_options(a, &o, &lang, &task);
     if (rc)
         return rc;
+    ctc_beam_opts bo;
+    if ((rc = beam_setup(a, &o, lang, task, &bo)))
+        return rc;
+    const int beam = bo.beam > 1;
     int32_t *pids = NULL;
     int64_t np = 0;
     if ((rc = prompt_ids(a, o.prompt, &pids, &np)))
@@ -545,9 +632,33 @@ static int run(cochlea_asr *a, feeder *f, int64_t total_est, const cochlea_asr_o
             break;
         if ((rc = grow_results(a, W + B, o.keep_posteriors, o.keep_encoder, &cap)))
             break;
+        /* beam search without kept posteriors: this batch's log-posteriors in a->bpost */
+        float *bp = NULL;
+        if (beam && !a->post) {
+            size_t need = (size_t)a->batch * (size_t)T * (size_t)V;
+            if (a->bpost_n < need) {
+                free(a->bpost);
+                a->bpost_n = 0;
+                if (!(a->bpost = malloc(need * sizeof *a->bpost))) {
+                    rc = err_set(COCHLEA_ENOMEM, "out of memory (log-posteriors of %d windows for beam search)",
+                                 a->batch);
+                    break;
+                }
+                a->bpost_n = need;
+            }
+            bp = a->bpost;
+        }
         rc = owsm_encode(a->ctx, m, a->work, fptr, B, cptr, a->enc ? a->enc + (size_t)W * T * d : NULL,
-                         a->post ? a->post + (size_t)W * T * V : NULL, a->frame_ids + (size_t)W * T,
-                         a->post ? NULL : a->frame_probs + (size_t)W * T);
+                         a->post ? a->post + (size_t)W * T * V : bp, a->frame_ids + (size_t)W * T,
+                         a->post || bp ? NULL : a->frame_probs + (size_t)W * T);
+        if (!rc && bp) {
+            ops_log_softmax(a->ctx, bp, V, bp, V, (int64_t)B * T, V);
+            for (int64_t i = 0; i < (int64_t)B * T; i++)
+                a->frame_probs[W * T + i] = expf(bp[i * V + a->frame_ids[W * T + i]]);
+            for (int64_t b = 0; !rc && b < B; b++)
+                rc = ctc_cands_add(&a->cands, bp + ((size_t)b * T + (size_t)f->p.keep0) * (size_t)V,
+                                   (size_t)(f->p.keep1 - f->p.keep0), V, hp->blank_id);
+        }
         W += B;
         int64_t total = total_est > W ? total_est : W;
         if (!rc && o.progress && o.progress((uint64_t)W, (uint64_t)(more ? total : W), o.progress_user))
@@ -575,14 +686,49 @@ static int run(cochlea_asr *a, feeder *f, int64_t total_est, const cochlea_asr_o
         for (size_t i = 0; i < a->n_frame_ids; i++)
             a->frame_probs[i] = expf(a->post[i * (size_t)V + (size_t)a->frame_ids[i]]);
     }
-    /* positions that take part in decoding, then greedy CTC */
+    /* positions that take part in decoding, then greedy CTC or the beam search */
     size_t nk = 0;
     for (int64_t w = 0; w < W; w++)
         for (int64_t t = f->p.keep0; t < f->p.keep1; t++)
             a->kept[nk++] = a->frame_ids[w * T + t];
-    a->n_tokens = ctc_collapse(a->kept, nk, hp->blank_id, a->kept);
-    a->tokens = a->kept;
-    a->kept = NULL;
+    if (beam) {
+        for (int64_t w = 0; !rc && a->post && w < W; w++)
+            rc = ctc_cands_add(&a->cands, a->post + ((size_t)w * T + (size_t)f->p.keep0) * (size_t)V,
+                               (size_t)(f->p.keep1 - f->p.keep0), V, hp->blank_id);
+        int32_t *ids = NULL;
+        size_t n_ids = 0;
+        if (!rc && a->cands.n != nk)
+            rc = err_set(COCHLEA_EINTERNAL, "beam search: %zu positions, %zu kept", a->cands.n, nk);
+        if (!rc)
+            rc = ctc_beam_decode(&a->cands, &bo, &ids, &n_ids, a->kept);
+        if (rc) {
+            clear_results(a);
+            return rc;
+        }
+        /* the search's alignment replaces the argmax decisions of the kept positions */
+        size_t k = 0;
+        const int K1 = CTC_TOPK + 1;
+        for (int64_t w = 0; w < W; w++)
+            for (int64_t t = f->p.keep0; t < f->p.keep1; t++, k++) {
+                const int32_t id = a->kept[k];
+                a->frame_ids[w * T + t] = id;
+                for (int j = 0; j < a->cands.cnt[k]; j++)
+                    if (a->cands.ids[k * K1 + j] == id) {
+                        a->frame_probs[w * T + t] = expf(a->cands.lp[k * K1 + j]);
+                        break;
+                    }
+            }
+        free(a->kept);
+        a->kept = NULL;
+        a->tokens = ids;
+        a->n_tokens = n_ids;
+        a->beam_used = bo.beam;
+        ctc_cands_free(&a->cands);
+    } else {
+        a->n_tokens = ctc_collapse(a->kept, nk, hp->blank_id, a->kept);
+        a->tokens = a->kept;
+        a->kept = NULL;
+    }
     if (m->tok) {
         if ((rc = ctc_ids_to_text(m, a->tokens, a->n_tokens, 0, &a->text)) ||
             (rc = ctc_ids_to_text(m, a->tokens, a->n_tokens, 1, &a->text_ns))) {

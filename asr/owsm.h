@@ -99,6 +99,11 @@ typedef struct owsm_model {
     size_t *token_len;
     int32_t *sorted_ids; /* ids sorted by piece, for piece -> id lookups */
     tokenizer *tok;      /* NULL when the file has no tokenizer.sentencepiece.model */
+    /* the embedded token n-gram LM (owsm_ctc.lm.* keys, lm.N.* tensors) and its decoding
+     * defaults; lm NULL when the file has none */
+    struct ngram_lm *lm;
+    float lm_weight, lm_bonus;
+    int lm_beam;
     /* owned fp32 copies of vectors stored in another type */
     float **owned;
     int64_t n_owned, cap_owned;

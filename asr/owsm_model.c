@@ -1,5 +1,6 @@
 /* owsm_model.c - load and validate an OWSM-CTC GGUF (owsm-ctc.md §6; keys in tests/ref/README.md). */
 #include "asr/owsm.h"
+#include "asr/ngram.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -531,6 +532,89 @@ static int read_tensors(loader *L)
     return COCHLEA_OK;
 }
 
+/* The embedded language model (README "Beam search and language model"): keys owsm_ctc.lm.order,
+ * lm.weight, lm.insertion_bonus, lm.beam_size; for each order N tensors lm.N.ids (I16 read as
+ * unsigned, or I32; ne = {N, count}), lm.N.logp (F16 or F32, log10 probabilities, [count]) and, below
+ * the top order, lm.N.bow (back-off weights, log10, [count]). */
+static int read_lm(loader *L)
+{
+    owsm_model *m = L->m;
+    gguf_file *f = m->file;
+    if (!gguf_has_key(f, A "lm.order"))
+        return COCHLEA_OK;
+    int64_t order, beam;
+    double w, b;
+    int rc;
+    if ((rc = gguf_get_int(f, A "lm.order", 1, NGRAM_MAX_ORDER, &order)) ||
+        (rc = gguf_get_int(f, A "lm.beam_size", 1, 1024, &beam)) || (rc = gguf_get_float(f, A "lm.weight", &w)) ||
+        (rc = gguf_get_float(f, A "lm.insertion_bonus", &b)))
+        return err_prefix(rc, "%s", L->label);
+    if (!isfinite(w) || !isfinite(b) || w < 0 || w > 100 || fabs(b) > 100)
+        return err_set(COCHLEA_EFORMAT, "%s: LM weight %g / insertion bonus %g out of range", L->label, w, b);
+    const tensor *ids[NGRAM_MAX_ORDER + 1], *lp[NGRAM_MAX_ORDER + 1], *bo[NGRAM_MAX_ORDER + 1];
+    size_t total = 0;
+    for (int n = 1; n <= order; n++) {
+        char name[64];
+        snprintf(name, sizeof name, "lm.%d.ids", n);
+        if ((rc = gguf_get_tensor(f, name, &ids[n])))
+            return rc;
+        const int64_t cnt = ids[n]->ne[1];
+        if ((ids[n]->type != COCHLEA_TYPE_I16 && ids[n]->type != COCHLEA_TYPE_I32) || ids[n]->n_dims > 2 ||
+            ids[n]->ne[0] != n)
+            return err_set(COCHLEA_EFORMAT, "%s: tensor %s must be I16 or I32 of shape {%d, count}", L->label, name, n);
+        snprintf(name, sizeof name, "lm.%d.logp", n);
+        if ((rc = gguf_get_tensor(f, name, &lp[n])))
+            return rc;
+        bo[n] = NULL;
+        if (n < order) {
+            snprintf(name, sizeof name, "lm.%d.bow", n);
+            if ((rc = gguf_get_tensor(f, name, &bo[n])))
+                return rc;
+        }
+        for (int k = 0; k < 2; k++) {
+            const tensor *t = k ? bo[n] : lp[n];
+            if (t && ((t->type != COCHLEA_TYPE_F16 && t->type != COCHLEA_TYPE_F32) || t->n_dims != 1 || t->ne[0] != cnt))
+                return err_set(COCHLEA_EFORMAT, "%s: tensor lm.%d.%s must be F16 or F32 of shape {%lld}", L->label, n,
+                               k ? "bow" : "logp", (long long)cnt);
+        }
+        total += (size_t)cnt;
+    }
+    if ((rc = ngram_new((int)order, total, &m->lm)))
+        return err_prefix(rc, "%s", L->label);
+    for (int n = 1; n <= order; n++) {
+        const int64_t cnt = ids[n]->ne[1];
+        for (int64_t i = 0; i < cnt; i++) {
+            int32_t g[NGRAM_MAX_ORDER];
+            for (int k = 0; k < n; k++) {
+                int64_t v = ids[n]->type == COCHLEA_TYPE_I16 ? (int64_t)((const uint16_t *)ids[n]->data)[i * n + k]
+                                                             : (int64_t)((const int32_t *)ids[n]->data)[i * n + k];
+                if (v < 0 || v >= m->hp.vocab)
+                    return err_set(COCHLEA_ERANGE, "%s: lm.%d.ids holds token id %lld outside the vocabulary (%lld)",
+                                   L->label, n, (long long)v, (long long)m->hp.vocab);
+                g[k] = (int32_t)v;
+            }
+            double p = lp[n]->type == COCHLEA_TYPE_F16 ? fp16_to_f32(((const uint16_t *)lp[n]->data)[i])
+                                                        : ((const float *)lp[n]->data)[i];
+            double q = 0.0;
+            if (bo[n])
+                q = bo[n]->type == COCHLEA_TYPE_F16 ? fp16_to_f32(((const uint16_t *)bo[n]->data)[i])
+                                                    : ((const float *)bo[n]->data)[i];
+            if (!isfinite(p) || !isfinite(q) || p > 1e-3 || p < -1e4 || fabs(q) > 1e4)
+                return err_set(COCHLEA_EFORMAT, "%s: lm.%d entry %lld: log-probability %g / back-off %g out of range",
+                               L->label, n, (long long)i, p, q);
+            if ((rc = ngram_put(m->lm, g, n, (float)(p * NGRAM_LN10), (float)(q * NGRAM_LN10))))
+                return err_prefix(rc, "%s", L->label);
+        }
+    }
+    if (ngram_count(m->lm, 1) == 0)
+        return err_set(COCHLEA_EFORMAT, "%s: the embedded language model has no unigram", L->label);
+    ngram_finish(m->lm, m->hp.unk_id);
+    m->lm_weight = (float)w;
+    m->lm_bonus = (float)b;
+    m->lm_beam = (int)beam;
+    return COCHLEA_OK;
+}
+
 int owsm_model_load(gguf_file *f, owsm_model **out)
 {
     *out = NULL;
@@ -558,6 +642,8 @@ int owsm_model_load(gguf_file *f, owsm_model **out)
         rc = make_channels_last(&L);
     if (!rc)
         rc = read_tokens(&L);
+    if (!rc)
+        rc = read_lm(&L);
     if (rc) {
         owsm_model_free(m);
         return rc;
@@ -582,6 +668,7 @@ void owsm_model_free(owsm_model *m)
     free(m->token_len);
     free(m->sorted_ids);
     tokenizer_free(m->tok);
+    ngram_free(m->lm);
     gguf_close(m->file);
     free(m);
 }

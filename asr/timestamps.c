@@ -724,6 +724,11 @@ int tr_layout_times(const tr_layout *l, double *times, size_t n)
                 t = 0;
             if (t > dur)
                 t = dur;
+            /* windows whose kept frames overlap a little (a window length that is not a whole
+             * number of frames, e.g. the 10 s windows of owsm-ctc-tiny: 93 frames kept per 7.33 s
+             * hop) would step back in time: the overlap gets the previous frame's time */
+            if (k > 0 && t < times[k - 1])
+                t = times[k - 1];
             times[k++] = t;
         }
     }

@@ -30,7 +30,9 @@
  *   short form (one window, all positions): max(0, (p - 2) * frame_s)
  *   long form: (w * hop - pad) / sample_rate + (p - 2) * frame_s
  * (the legacy 2-frame shift: the position index includes the 2 prefix positions), clamped to
- * [0, duration]. frame_s = hop_length * 8 / sample_rate (0.08 s). */
+ * [0, duration] and made non-decreasing (with windows that are not a whole number of frames
+ * long, e.g. 10 s, the kept frames of neighbouring windows overlap by a fraction of a frame; the
+ * overlapping frames get the time of the frame before them). frame_s = hop_length * 8 / sample_rate (0.08 s). */
 #ifndef COCHLEA_ASR_TIMESTAMPS_H
 #define COCHLEA_ASR_TIMESTAMPS_H
 

@@ -256,12 +256,33 @@ typedef struct cochlea_asr_options {
      * long-form slicing (owsm-ctc.md §5.6); negative (the default): 4 s for 30 s windows, 2/15 of
      * the window for shorter ones (0.8 s for a 6 s window) */
     float context;
+    /* Decoding (README "Beam search and language model"). beam_size 1: greedy CTC (ESPnet's);
+     * > 1: CTC prefix beam search with that many prefixes, scored with the token n-gram language
+     * model in use (the model file's embedded one, or cochlea_asr_load_lm's) times lm_weight plus
+     * insertion_bonus per piece; 0 (default): the embedded LM's beam size when an LM is in use,
+     * else 1. lm_weight / insertion_bonus NaN (default): the model's embedded values, else
+     * COCHLEA_ASR_LM_WEIGHT / COCHLEA_ASR_LM_BONUS when an LM is in use (bonus 0 without). no_lm:
+     * beam search without any language model. Start from cochlea_asr_default_options(). */
+    int beam_size;
+    float lm_weight, insertion_bonus;
+    int no_lm;
     int keep_posteriors; /* keep the CTC log-posteriors (cochlea_asr_posteriors) */
     int keep_encoder;    /* keep the encoder output (cochlea_asr_encoder_output) */
     cochlea_progress_fn progress; /* called after each batch of windows (may be NULL) */
     void *progress_user;
 } cochlea_asr_options;
 COCHLEA_API cochlea_asr_options cochlea_asr_default_options(void);
+#define COCHLEA_ASR_LM_BEAM 8
+#define COCHLEA_ASR_LM_WEIGHT 0.5f
+#define COCHLEA_ASR_LM_BONUS 1.0f
+
+/* Use the ARPA language model at path (words: the model's pieces, "<s>", "</s>", "<unk>";
+ * sentences "<s> <lang> pieces... </s>") instead of the model's embedded one, for the runs of
+ * this context; NULL goes back to the embedded one. N-grams with words that are not pieces of the
+ * model are left out; COCHLEA_EFORMAT (naming file and line) for a malformed file. */
+COCHLEA_API int cochlea_asr_load_lm(cochlea_asr *asr, const char *path);
+/* 0: no language model, 1: the model's embedded one, 2: one loaded with cochlea_asr_load_lm. */
+COCHLEA_API int cochlea_asr_has_lm(const cochlea_asr *asr);
 
 /* Recognise mono PCM at the model's sample rate (16 kHz; cochlea_audio_* resamples). Audio of
  * at most one window (30 s) is zero-padded to one window and every encoder position is decoded

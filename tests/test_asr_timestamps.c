@@ -604,6 +604,26 @@ START_TEST(test_long_form_layout)
     ck_assert_int_eq(l.pad, 12800);
     ck_assert_int_eq(l.keep0, 10);
     ck_assert_int_eq(l.keep1, 65);
+    /* 10 s windows (owsm-ctc-tiny): 1.33 s of context, hop 7.33 s, but 93 frames (7.44 s) kept
+     * per window: the kept frames overlap by a fraction of a frame, and times never go back */
+    ck_assert_int_eq(tr_layout_plan(16000, 160, 160000, 127, 800000, -1.0, &l), COCHLEA_OK);
+    ck_assert_int_eq(l.hop, 117333);
+    ck_assert_int_eq(l.keep0, 16);
+    ck_assert_int_eq(l.keep1, 109);
+    {
+        size_t nk = tr_layout_n_kept(&l);
+        double *t = malloc(nk * sizeof *t);
+        ck_assert_ptr_nonnull(t);
+        ck_assert_int_eq(tr_layout_times(&l, t, nk), COCHLEA_OK);
+        for (size_t i = 1; i < nk; i++)
+            ck_assert_msg(t[i] >= t[i - 1], "time %zu: %g after %g", i, t[i], t[i - 1]);
+        /* window 1's first kept frame would be at 7.3333 - 1.3333 + 14 * 0.08 = 7.12 s, before
+         * window 0's last (106 * 0.08 - 1.3333 = 7.1467 s): it takes that time */
+        ck_assert_double_eq_tol(t[92], 106 * 0.08 - 21333.0 / 16000, 1e-9);
+        ck_assert_double_eq_tol(t[93], t[92], 1e-12);
+        ck_assert_double_eq_tol(t[94], 117333.0 / 16000 - 21333.0 / 16000 + 15 * 0.08, 1e-9);
+        free(t);
+    }
     /* 4 s of context does not fit a 6 s window */
     ck_assert_int_eq(tr_layout_plan(16000, 160, 96000, 76, 200000, 4.0, &l), COCHLEA_EINVAL);
     ck_assert_int_eq(tr_layout_plan(0, 160, 480000, 376, 480001, 4.0, &l), COCHLEA_EINVAL);

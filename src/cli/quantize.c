@@ -29,7 +29,7 @@ static const char usage[] =
     "  --type T           q8_0 (default), f16, bf16 or f32\n"
     "  --keep PATTERN     keep tensors whose name matches the glob PATTERN as they are\n"
     "                     (repeatable; e.g. --keep 'quantizer.*'; a codec's quantizer.* tensors\n"
-    "                     are always kept)\n"
+    "                     and an OWSM-CTC model's embedded language model lm.* are always kept)\n"
     "  -q, --quiet        no progress bar and no summary\n";
 
 static int run(int argc, char **argv);
@@ -117,8 +117,14 @@ static int run(int argc, char **argv)
     if (gguf_open(in, &gf) == COCHLEA_OK) {
         const char *arch;
         if (gguf_has_key(gf, "general.architecture") && gguf_get_str(gf, "general.architecture", &arch, NULL) == 0 &&
-            strcmp(arch, "secodec") == 0 && n_keep < MAX_KEEP)
-            keep[n_keep++] = "quantizer.*";
+            n_keep < MAX_KEEP) {
+            /* likewise an OWSM-CTC model's embedded language model (README "Beam search and
+             * language model") is data, not a weight: its F16 log-probabilities stay F16 */
+            if (strcmp(arch, "secodec") == 0)
+                keep[n_keep++] = "quantizer.*";
+            else if (strcmp(arch, "owsm_ctc") == 0)
+                keep[n_keep++] = "lm.*";
+        }
         gguf_close(gf);
     }
 

@@ -1,6 +1,7 @@
 /* transcribe.c - `cochlea transcribe`: speech recognition / translation / language ID with an
  * OWSM-CTC model, with timestamps and txt/srt/vtt/json/tsv output. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,13 @@ static const char usage[] =
     "  --split-gap S          start a new segment after S seconds without speech (default 0.8)\n"
     "  --print-special        plain output: ESPnet's `text` (with <lang><task> symbols) instead\n"
     "                         of `text_nospecial`\n"
+    "  --beam-size N          CTC prefix beam search with N prefixes and the language model\n"
+    "                         (default: the model's setting when it embeds an LM, e.g. 8 for\n"
+    "                         the default model; 1: greedy, as ESPnet decodes)\n"
+    "  --lm FILE.arpa         token n-gram LM over the model's pieces, instead of the embedded one\n"
+    "  --no-lm                beam search without a language model\n"
+    "  --lm-weight W          weight of the LM's natural-log probabilities (default: the model's)\n"
+    "  --insertion-bonus B    added per emitted piece (default: the model's)\n"
     "  --precision P          f32 (default), bf16 or int8 matrix products\n"
     "  --batch N              30 s windows per forward pass (default 1)\n"
     "  --context S            long-form context in seconds on each side of a window (default 4 for\n"
@@ -74,8 +82,9 @@ typedef struct opts {
     cli_common c;
     const char *inputs[MAX_INPUTS];
     int n_inputs;
-    const char *lang, *task, *target, *prompt, *features, *out_post, *out_enc, *candidates;
-    int print_special, batch, repeat, detect, list_langs;
+    const char *lang, *task, *target, *prompt, *features, *out_post, *out_enc, *candidates, *lm;
+    int print_special, batch, repeat, detect, list_langs, beam, no_lm;
+    double lm_weight, bonus;
     int formats[5], n_formats;
     double context, max_duration, split_gap;
     long max_len;
@@ -88,7 +97,8 @@ static int needs_value(const char *a)
     static const char *const with_value[] = {"-l", "--lang", "--task", "--target", "--prompt", "--precision",
                                              "--batch", "--context", "--features", "--output-posteriors",
                                              "--output-encoder", "--repeat", "-f", "--format",
-                                             "--lang-candidates", "--max-len", "--max-duration", "--split-gap"};
+                                             "--lang-candidates", "--max-len", "--max-duration", "--split-gap",
+                                             "--beam-size", "--lm", "--lm-weight", "--insertion-bonus"};
     for (size_t i = 0; i < sizeof with_value / sizeof *with_value; i++)
         if (strcmp(a, with_value[i]) == 0)
             return 1;
@@ -149,6 +159,26 @@ static int parse(opts *o, int argc, char **argv)
                 o->out_enc = v;
             else if (strcmp(a, "--lang-candidates") == 0)
                 o->candidates = v;
+            else if (strcmp(a, "--lm") == 0)
+                o->lm = v;
+            else if (strcmp(a, "--beam-size") == 0) {
+                if (cli_parse_int(CMD, a, v, 1, 1024, &n))
+                    return 2;
+                o->beam = (int)n;
+            } else if (strcmp(a, "--lm-weight") == 0 || strcmp(a, "--insertion-bonus") == 0) {
+                double x;
+                if (cli_parse_float(CMD, a, v, &x))
+                    return 2;
+                if (strcmp(a, "--lm-weight") == 0) {
+                    if (!(x >= 0 && x <= 100))
+                        return cli_usage_error(CMD, "--lm-weight must be in [0, 100], got %s", v);
+                    o->lm_weight = x;
+                } else {
+                    if (!(x >= -100 && x <= 100))
+                        return cli_usage_error(CMD, "--insertion-bonus must be in [-100, 100], got %s", v);
+                    o->bonus = x;
+                }
+            }
             else if (strcmp(a, "-f") == 0 || strcmp(a, "--format") == 0) {
                 enum tr_format f;
                 if (tr_format_parse(v, &f))
@@ -194,6 +224,8 @@ static int parse(opts *o, int argc, char **argv)
                 else
                     return cli_usage_error(CMD, "--precision expects f32, bf16 or int8, got '%s'", v);
             }
+        } else if (strcmp(a, "--no-lm") == 0) {
+            o->no_lm = 1;
         } else if (strcmp(a, "--print-special") == 0) {
             o->print_special = 1;
         } else if (strcmp(a, "--detect-language") == 0) {
@@ -220,6 +252,8 @@ static int parse(opts *o, int argc, char **argv)
         return cli_usage_error(CMD, "-o STEM needs at least one -f FORMAT");
     if ((o->out_post || o->out_enc) && o->n_inputs > 1)
         return cli_usage_error(CMD, "--output-posteriors/--output-encoder take one input file");
+    if (o->lm && o->no_lm)
+        return cli_usage_error(CMD, "--lm and --no-lm contradict each other");
     if (o->candidates && !o->detect)
         return cli_usage_error(CMD, "--lang-candidates restricts --detect-language; add it");
     if (o->detect && o->features)
@@ -513,6 +547,7 @@ static int run(int argc, char **argv)
     o.batch = 1;
     o.repeat = 1;
     o.context = -1.0; /* automatic (tr_layout_plan) */
+    o.lm_weight = o.bonus = NAN;
     const tr_options seg = tr_default_options(); /* subtitle segmentation defaults */
     o.max_len = (long)seg.max_chars;
     o.max_duration = seg.max_duration;
@@ -548,6 +583,10 @@ static int run(int argc, char **argv)
     ap.batch = o.batch;
     if ((rc = cochlea_asr_create(model, &ap, &asr))) {
         cli_lib_error(rc, "creating the recognizer");
+        goto done;
+    }
+    if (o.lm && (rc = cochlea_asr_load_lm(asr, o.lm))) {
+        cli_lib_error(rc, "loading the language model");
         goto done;
     }
     double t_load = progress_now() - t0;
@@ -602,6 +641,15 @@ static int run(int argc, char **argv)
     ao.context = (float)o.context;
     ao.keep_posteriors = o.out_post != NULL;
     ao.keep_encoder = o.out_enc != NULL;
+    ao.beam_size = o.beam;
+    ao.no_lm = o.no_lm;
+    if (!isnan(o.lm_weight))
+        ao.lm_weight = (float)o.lm_weight;
+    if (!isnan(o.bonus))
+        ao.insertion_bonus = (float)o.bonus;
+    if (o.c.verbose)
+        fprintf(stderr, "cochlea: %s: language model: %s\n", CMD,
+                o.no_lm ? "none (--no-lm)" : o.lm ? o.lm : cochlea_asr_has_lm(asr) ? "embedded in the model" : "none");
     if (!(times = calloc((size_t)o.repeat, sizeof *times))) {
         cli_error("out of memory");
         goto done;

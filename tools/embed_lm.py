@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Embed a token n-gram language model (ARPA) into an OWSM-CTC .gguf, for beam search.
+
+    python3 tools/embed_lm.py MODEL.gguf LM.arpa OUT.gguf [--lm-weight W] [--insertion-bonus B]
+                              [--beam-size N]
+    python3 tools/embed_lm.py MODEL.gguf --remove OUT.gguf
+
+The ARPA file's words are the model's pieces (tokenizer.ggml.tokens), "<s>" (the model's <sos>),
+"</s>" (<eos>) and "<unk>"; n-grams with other words are left out (and counted). `cochlea
+transcribe` then decodes with CTC prefix beam search and this LM by default (README "Beam search
+and language model"). Storage (asr/owsm_model.c read_lm): keys owsm_ctc.lm.order, lm.weight,
+lm.insertion_bonus, lm.beam_size; per order N tensors lm.N.ids (token ids, ne = {N, count}; I16
+holding unsigned values when the vocabulary has at most 65536 tokens, else I32), lm.N.logp and,
+below the top order, lm.N.bow (log10, F16). F16 keeps about 3 significant digits of the log10
+values (the ARPA's own precision is what `--lm FILE.arpa` uses).
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gguf import GGUFError, GGUFReader, GGUFWriter  # noqa: E402
+
+A = "owsm_ctc."
+MAX_ORDER = 6
+
+
+class EmbedError(Exception):
+    pass
+
+
+def read_arpa(path, tid):
+    """{order: [(ids, log10 p, log10 bow)]} and the number of n-grams left out."""
+    grams, declared, section, skipped, ended = {}, {}, 0, 0, False
+    with open(path, encoding="utf-8") as f:
+        in_data = False
+        for no, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            if line == "\\data\\":
+                in_data = True
+                continue
+            if line == "\\end\\":
+                ended = True
+                break
+            if in_data and line.startswith("ngram "):
+                n, c = line[6:].split("=")
+                declared[int(n)] = int(c)
+                continue
+            if line.startswith("\\") and line.endswith("-grams:"):
+                in_data = False
+                section = int(line[1:-7])
+                if not 1 <= section <= MAX_ORDER:
+                    raise EmbedError(f"{path}:{no}: {section}-grams (orders 1..{MAX_ORDER} are supported)")
+                grams.setdefault(section, [])
+                continue
+            if section == 0:
+                continue
+            parts = line.split()
+            if len(parts) not in (section + 1, section + 2):
+                raise EmbedError(f"{path}:{no}: a {section}-gram line needs {section + 1} or {section + 2} fields")
+            ids = [tid.get(w, -1) for w in parts[1:1 + section]]
+            if min(ids) < 0:
+                skipped += 1
+                continue
+            bow = float(parts[section + 1]) if len(parts) == section + 2 else 0.0
+            grams[section].append((ids, float(parts[0]), bow))
+    if not ended:
+        raise EmbedError(f"{path}: truncated (no \\end\\ line)")
+    if not grams.get(1):
+        raise EmbedError(f"{path}: none of its unigrams is a token of the model")
+    order = max(grams)
+    for n in range(1, order + 1):
+        if n not in grams:
+            raise EmbedError(f"{path}: no \\{n}-grams: section")
+    return grams, order, skipped
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model")
+    ap.add_argument("arpa", nargs="?")
+    ap.add_argument("out")
+    ap.add_argument("--lm-weight", dest="weight", type=float, default=0.5)
+    ap.add_argument("--insertion-bonus", dest="bonus", type=float, default=1.0)
+    ap.add_argument("--beam-size", dest="beam", type=int, default=8)
+    ap.add_argument("--remove", action="store_true", help="write the model without any embedded LM")
+    a = ap.parse_args(argv)
+    try:
+        if bool(a.arpa) == a.remove:
+            raise EmbedError("give either LM.arpa or --remove")
+        if not (0 <= a.weight <= 100 and abs(a.bonus) <= 100 and 1 <= a.beam <= 1024):
+            raise EmbedError("--lm-weight must be in [0, 100], --insertion-bonus in [-100, 100], --beam-size 1..1024")
+        r = GGUFReader(a.model)
+        if r.kv.get("general.architecture") is None or r.kv["general.architecture"].value != "owsm_ctc":
+            raise EmbedError(f"{a.model}: not an OWSM-CTC model")
+        tokens = r.kv["tokenizer.ggml.tokens"].value
+        tid = {t: i for i, t in enumerate(tokens)}
+        for w, t in (("<s>", "<sos>"), ("</s>", "<eos>")):
+            if t not in tid:
+                raise EmbedError(f"{a.model}: no {t} token")
+            tid[w] = tid[t]
+        w = GGUFWriter()
+        for k, v in r.kv.items():
+            if k.startswith(A + "lm."):
+                continue
+            if v.type == "str":
+                w.add_string(k, v.value)
+            elif v.type == "array[str]":
+                w.add_string_array(k, v.value)
+            elif v.type.startswith("array["):
+                w.add_array(k, v.value, v.type[6:-1])
+            else:
+                w._scalar(k, v.type, v.value)
+        for t in r.tensors:
+            if not t.name.startswith("lm."):
+                w.add_tensor_raw(t.name, t.type, t.ne, t.raw)
+        if a.arpa:
+            grams, order, skipped = read_arpa(a.arpa, tid)
+            w.add_u32(A + "lm.order", order)
+            w.add_f32(A + "lm.weight", a.weight)
+            w.add_f32(A + "lm.insertion_bonus", a.bonus)
+            w.add_u32(A + "lm.beam_size", a.beam)
+            small = len(tokens) <= 65536
+            for n in range(1, order + 1):
+                g = grams[n]
+                ids = np.array([x[0] for x in g], dtype=np.int64).reshape(len(g), n)
+                if small:
+                    w.add_tensor(f"lm.{n}.ids", ids.astype(np.uint16).view(np.int16), "i16")
+                else:
+                    w.add_tensor(f"lm.{n}.ids", ids.astype(np.int32), "i32")
+                w.add_tensor(f"lm.{n}.logp", np.array([x[1] for x in g], dtype=np.float32), "f16")
+                if n < order:
+                    w.add_tensor(f"lm.{n}.bow", np.array([x[2] for x in g], dtype=np.float32), "f16")
+            counts = ", ".join(f"{len(grams[n])} {n}-grams" for n in range(1, order + 1))
+            print(f"embed_lm: {counts} ({skipped} left out: words that are not pieces of the model)",
+                  file=sys.stderr)
+        w.write(a.out)
+    except (EmbedError, GGUFError, OSError, ValueError, KeyError) as e:
+        print(f"embed_lm: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
