@@ -179,9 +179,15 @@ def main():
         check(a[0] == 0 and b[0] == 0 and a[1].split('"timing"')[0] == b[1].split('"timing"')[0],
               "--beam-size 1 with an embedded LM is greedy decoding")
         # a long file: several windows, beam search over all of them
-        rc, out, err = run(["transcribe", "-m", emb, "-q", "-t", "2", "-f", "json"] +
-                           [os.path.join(SAMPLES, w) for w in wavs[:2]])
-        check(rc == 0, "two files in one run with the embedded LM")
+        # (several inputs write NAME.json beside each input: copies in the scratch folder)
+        two = []
+        for w in wavs[:2]:
+            two.append(os.path.join(tmp, w))
+            with open(os.path.join(SAMPLES, w), "rb") as fi, open(two[-1], "wb") as fo:
+                fo.write(fi.read())
+        rc, out, err = run(["transcribe", "-m", emb, "-q", "-t", "2", "-f", "json"] + two)
+        check(rc == 0 and all(os.path.isfile(p[:-4] + ".json") for p in two),
+              "two files in one run with the embedded LM")
         long_wav = os.path.join(tmp, "long.wav")
         import wave
         frames = b""
@@ -276,6 +282,8 @@ def main():
                      ("--insertion-bonus", "1e9")):
         rc, out, err = run(["transcribe", "-m", base, "-q", opt, val, os.path.join(SAMPLES, wavs[0])])
         check(rc == 2, f"{opt} {val} is a usage error (exit 2)")
+    import shutil
+    shutil.rmtree(tmp, ignore_errors=True)
     log(f"beam_parity: {len(FAILS)} failed")
     return 1 if FAILS else 0
 
