@@ -200,6 +200,8 @@ def rebuild_model(path, ref, perturb=None, delta=0.01):
     model = ref.OwsmCtcModel(hp)
     sd = {}
     for t in r.tensors:
+        if t.name.startswith("lm."):
+            continue  # the embedded language model (tools/embed_lm.py) is no part of the network
         if t.type not in ("f32", "f16", "bf16", "q8_0"):
             raise ModelError(f"{path}: tensor '{t.name}' has type {t.type}, not a float type")
         sd[t.name] = torch.from_numpy(np.array(t.numpy(), dtype=np.float32, copy=True))

@@ -128,17 +128,26 @@ else
     tail -n 20 "$tmp/log2"
 fi
 # continuing from a GGUF file (how a fresh machine continues from the committed model): its
-# tensors come back as the checkpoint's (f16-rounded), and train.py --init starts from them
+# tensors come back as the checkpoint's (as stored: f32, f16-rounded, or Q8_0-rounded as
+# tools/gguf.py quantises), its embedded LM is left out, and train.py --init starts from them
 fg="$top_srcdir/recipes/owsm_ctc_tiny/local/from_gguf.py"
 if "$PYTHON" "$fg" "$w/export/owsm-ctc-tiny.gguf" "$tmp/init.pth" --tok "$w/tok" >"$tmp/log3" 2>&1 \
     && "$PYTHON" -c '
-import sys, torch
+import sys, torch, numpy as np
+sys.path.insert(0, sys.argv[3])
+from gguf import q8_0_quantize, q8_0_dequantize
 a = torch.load(sys.argv[1], map_location="cpu")
 b = torch.load(sys.argv[2], map_location="cpu")
 assert sorted(a) == sorted(b), "tensor names differ"
-bad = [k for k in b if not (torch.equal(a[k], b[k].float()) or torch.equal(a[k], b[k].half().float()))]
+def q8(t):
+    x = t.float().numpy()
+    if x.ndim < 2 or x.shape[-1] % 32:
+        return t.float()
+    return torch.from_numpy(q8_0_dequantize(q8_0_quantize(x), x.size).reshape(x.shape).astype(np.float32))
+bad = [k for k in b if not (torch.equal(a[k], b[k].float()) or torch.equal(a[k], b[k].half().float())
+                            or torch.equal(a[k], q8(b[k])))]
 assert not bad, "tensors differ: %s" % bad[:5]
-' "$tmp/init.pth" "$w/exp/best.pth" >>"$tmp/log3" 2>&1; then
+' "$tmp/init.pth" "$w/exp/best.pth" "$top_srcdir/tools" >>"$tmp/log3" 2>&1; then
     echo "ok: from_gguf.py gives back the checkpoint's weights"
 else
     fail "from_gguf.py"
@@ -352,6 +361,42 @@ if "$COCHLEA" transcribe -q -m "$w/export/owsm-ctc-tiny.gguf" -l eng "$w/samples
     echo "ok: cochlea transcribes with the smoke model"
 else
     fail "cochlea transcribe with the smoke model"
+    head -5 "$tmp/err"
+fi
+# stage 3's language model (local/ngram.py): an ARPA file whose every context is a distribution
+# (the probabilities of all words after it sum to one, back-off weights included), embedded by
+# stage 5 so that the model decodes with it by default
+if "$PYTHON" - "$w/lm/lm.arpa" "$w/tok/tokens.txt" "$top_srcdir/tests/ref" >"$tmp/log14" 2>&1 <<'PYEOF'
+import math, random, sys
+sys.path.insert(0, sys.argv[3])
+import ctc_beam as CB
+tokens = [l.rstrip("\n") for l in open(sys.argv[2], encoding="utf-8")]
+lm = CB.NgramLM(sys.argv[1], tokens)
+assert lm.order == 4, lm.order
+words = sorted({k[0] for k in lm.table if len(k) == 1} - {tokens.index("<sos>")})
+pieces = [i for i, t in enumerate(tokens) if not CB.is_special(t)]
+sos, eng = tokens.index("<sos>"), tokens.index("<eng>")
+ctxs = [[sos, eng]] + [list(k) for k in lm.table if len(k) == 3][:20]
+rng = random.Random(1)
+ctxs += [[sos, eng] + rng.sample(pieces, 3) for _ in range(5)]
+seen3 = sum(1 for k in lm.table if len(k) == 4)
+assert seen3 > 0, "no 4-grams"
+for h in ctxs:
+    s = sum(math.exp(lm.lnp(h, w)) for w in words)
+    assert abs(s - 1) < 2e-3, (h, s)
+print(f"{len(ctxs)} contexts sum to one; {seen3} 4-grams")
+PYEOF
+then
+    echo "ok: ngram.py: the LM's distributions sum to one ($(tail -n 1 "$tmp/log14"))"
+else
+    fail "ngram.py: the LM is not normalised"
+    tail -n 5 "$tmp/log14"
+fi
+if "$COCHLEA" transcribe -v -q -m "$w/export/owsm-ctc-tiny.gguf" -l eng "$w/samples/en-weather.wav" >"$tmp/out" 2>"$tmp/err" &&
+    grep -q "language model: embedded in the model" "$tmp/err"; then
+    echo "ok: stage 5 embeds the language model"
+else
+    fail "stage 5 did not embed the language model"
     head -5 "$tmp/err"
 fi
 [ "$failed" -eq 0 ] || exit 1

@@ -13,9 +13,12 @@
 #               cookie packages (local/debtext.py)
 #   2 synth     espeak-ng speech: training renditions with seen voice variants and augmentation,
 #               dev with seen variants, test with held-out variants (clean, WAV kept)
-#   3 tokenizer spm_train unigram model and the OWSM token list
+#   3 tokenizer spm_train unigram model and the OWSM token list; with LM=1 also the token
+#               n-gram language model (local/ngram.py) on the training text and, with EXTRA=1,
+#               every Debian sentence the rules keep (text/lm.jsonl, no caps)
 #   4 train     tests/ref/owsm_ctc.py model, CTC + inter-CTC, checkpoints, resumable
-#   5 export    best checkpoint -> ESPnet layout -> tools/convert_owsm_ctc.py -> GGUF (f16)
+#   5 export    best checkpoint -> ESPnet layout -> tools/convert_owsm_ctc.py -> GGUF (MODEL_TYPE)
+#               -> with LM=1, tools/embed_lm.py puts the LM and its decoding settings in it
 #   6 evaluate  `cochlea transcribe` on the test set: CER/WER, LID, BLEU -> RESULTS.md
 #   7 samples   our own sentences, spoken by held-out voices -> samples/*.wav
 #
@@ -43,6 +46,12 @@
 # first set; default 0: none),
 # DECODE_WINDOW (the window, in seconds, the exported model decodes in: its speech_length; default
 # 10, longer than the 6 s training window, see README "Decoding window"; 0: the training window),
+# LM (1, the default: stages 1, 3 and 5 make and embed a token 4-gram language model, so that
+# `cochlea transcribe` decodes with beam search, README "Beam search and language model"; 0: none),
+# LM_ORDER (default 4), LM_PRUNE (count cut-offs of orders 2, 3, ...: default 0,1,1, which keeps
+# the model file under 30 MiB), LM_WEIGHT, LM_BONUS, LM_BEAM (the decoding defaults stored in the
+# model: LM weight 0.3, insertion bonus 2.5, beam 8, chosen on the dev set, RESULTS.md),
+# MODEL_TYPE (weight matrices of the exported model: q8_0, the default, or f16),
 # INSTALL=1 (stage 5 copies the model to models/, stage 7 writes samples/; off by default so
 # that a rerun never overwrites the committed files by accident).
 set -eu
@@ -66,6 +75,13 @@ HELP_PER_LANG=${HELP_PER_LANG:-0}
 EXTRA_TOTAL_PER_LANG=${EXTRA_TOTAL_PER_LANG:-0}
 EXTRA_REST_PER_LANG=${EXTRA_REST_PER_LANG:-0}
 DECODE_WINDOW=${DECODE_WINDOW:-10}
+LM=${LM:-1}
+LM_ORDER=${LM_ORDER:-4}
+LM_PRUNE=${LM_PRUNE:-0,1,1}
+LM_WEIGHT=${LM_WEIGHT:-0.3}
+LM_BONUS=${LM_BONUS:-2.5}
+LM_BEAM=${LM_BEAM:-8}
+MODEL_TYPE=${MODEL_TYPE:-q8_0}
 COCHLEA=${COCHLEA:-$top/build/cochlea}
 TRAIN_ARGS=${TRAIN_ARGS:-}
 TRAIN_MINUTES=${TRAIN_MINUTES:-0}
@@ -121,7 +137,13 @@ if stage 1; then
         "$PY" "$L/debtext.py" "$WORK/text" "$WORK/debian" --per-lang "$EXTRA_PER_LANG" \
             --fortunes "$FORTUNES_PER_LANG" --manpages "$MANPAGES_PER_LANG" --help-pages "$HELP_PER_LANG" \
             --total "$EXTRA_TOTAL_PER_LANG" --rest "$EXTRA_REST_PER_LANG"
+        if [ "$LM" = 1 ]; then
+            # text only (never spoken), so no caps: every sentence the rules keep
+            "$PY" "$L/debtext.py" "$WORK/text" "$WORK/debian" --per-lang 1000000 --fortunes 1000000 \
+                --manpages 1000000 --help-pages 1000000 --out lm.jsonl
+        fi
     fi
+    [ "$EXTRA" = 1 ] && [ "$LM" = 1 ] || rm -f "$WORK/text/lm.jsonl"
 fi
 
 if stage 2; then
@@ -145,6 +167,13 @@ fi
 if stage 3; then
     say "3: tokenizer"
     "$PY" "$L/tokenizer.py" "$WORK/text" "$WORK/tok" --vocab "$vocab"
+    if [ "$LM" = 1 ]; then
+        set -- "$WORK/text/train.jsonl"
+        [ -f "$WORK/text/lm.jsonl" ] && set -- "$@" "$WORK/text/lm.jsonl"
+        mkdir -p "$WORK/lm"
+        "$PY" "$L/ngram.py" --tok "$WORK/tok" --out "$WORK/lm/lm.arpa" --order "$LM_ORDER" --prune "$LM_PRUNE" \
+            --exclude "$WORK/text/dev.jsonl" --exclude "$WORK/text/test.jsonl" "$@"
+    fi
 fi
 
 if stage 4; then
@@ -185,7 +214,16 @@ if stage 5; then
         # in training), longer audio is decoded in long form
         "$PY" "$L/decode_window.py" "$ck/config.yaml" "$DECODE_WINDOW"
     fi
-    "$PY" "$top/tools/convert_owsm_ctc.py" "$ck" "$WORK/export/owsm-ctc-tiny.gguf" --type f16 --name owsm-ctc-tiny
+    if [ "$LM" = 1 ]; then
+        [ -f "$WORK/lm/lm.arpa" ] || { echo "run.sh: LM=1 but no $WORK/lm/lm.arpa (rerun stage 3, or LM=0)" >&2; exit 1; }
+        "$PY" "$top/tools/convert_owsm_ctc.py" "$ck" "$WORK/export/am.gguf" --type "$MODEL_TYPE" --name owsm-ctc-tiny
+        "$PY" "$top/tools/embed_lm.py" "$WORK/export/am.gguf" "$WORK/lm/lm.arpa" "$WORK/export/owsm-ctc-tiny.gguf" \
+            --lm-weight "$LM_WEIGHT" --insertion-bonus "$LM_BONUS" --beam-size "$LM_BEAM"
+        rm -f "$WORK/export/am.gguf"
+    else
+        "$PY" "$top/tools/convert_owsm_ctc.py" "$ck" "$WORK/export/owsm-ctc-tiny.gguf" --type "$MODEL_TYPE" \
+            --name owsm-ctc-tiny
+    fi
     size=$(wc -c <"$WORK/export/owsm-ctc-tiny.gguf")
     echo "run.sh: model $WORK/export/owsm-ctc-tiny.gguf: $size bytes" >&2
     if [ "$size" -gt 31457280 ]; then

@@ -71,6 +71,9 @@ per language of them (another seeded choice) go to TEXT_DIR/extra_rest.jsonl, a 
 fresh sentences for a run that continues training from a model trained on extra.jsonl. Without
 it, a stale extra_rest.jsonl is removed.
 
+--out NAME writes TEXT_DIR/NAME instead of extra.jsonl (stage 1 writes lm.jsonl this way, with
+no caps, for the language model of stage 3; --rest is then not allowed).
+
 Output: TEXT_DIR/extra.jsonl, records like train.jsonl's ({"id", "lang", "text", "pair"}; ids
 deb-LANGNNNNN for catalog sentences, fort-LANGNNNNN for fortunes, man-LANGNNNNN for manual
 pages, help-LANGNNNNN for help pages), used for training only.
@@ -373,9 +376,15 @@ def main():
                     help="with --total: at most this many per language of the sentences --total left "
                          "out go to extra_rest.jsonl (0: none)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--out", default="extra.jsonl", help="output file name in TEXT (default extra.jsonl)")
     a = ap.parse_args()
     if a.rest > 0 and a.total <= 0:
         ap.error("--rest needs --total")
+    if a.out != "extra.jsonl" and a.rest > 0:
+        ap.error("--rest writes extra_rest.jsonl, which belongs to extra.jsonl: not with --out")
+    if os.path.basename(a.out) != a.out or not a.out.endswith(".jsonl") or \
+            a.out in ("train.jsonl", "dev.jsonl", "test.jsonl", "own.jsonl", "extra_rest.jsonl"):
+        ap.error(f"--out {a.out}: a new .jsonl file name in TEXT (not a split's)")
     fort_pkgs = [p for p in a.fortune_packages.split(",") if p] if a.fortunes > 0 else []
     for p in fort_pkgs:
         if p not in FORTUNES:
@@ -518,17 +527,19 @@ def main():
             rest = T.cap_per_language([r for r in out if r["id"] not in ids], a.rest, f"rest{a.seed}")
         out = kept
     rest_path = os.path.join(a.text, "extra_rest.jsonl")
-    if rest:
+    if a.out != "extra.jsonl":
+        pass  # extra_rest.jsonl belongs to extra.jsonl's run
+    elif rest:
         with open(rest_path, "w", encoding="utf-8") as f:
             for r in rest:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
         print(f"debtext: {len(rest)} sentences left out by --total -> {rest_path}")
     elif os.path.exists(rest_path):
         os.remove(rest_path)
-    with open(os.path.join(a.text, "extra.jsonl"), "w", encoding="utf-8") as f:
+    with open(os.path.join(a.text, a.out), "w", encoding="utf-8") as f:
         for r in out:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    print(f"debtext: {len(out)} sentences from {len(debs)} packages -> {a.text}/extra.jsonl")
+    print(f"debtext: {len(out)} sentences from {len(debs)} packages -> {a.text}/{a.out}")
 
 
 if __name__ == "__main__":

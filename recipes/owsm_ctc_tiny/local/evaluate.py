@@ -121,8 +121,8 @@ def read_index(test_dir):
 class Runner:
     """Runs `cochlea transcribe` on groups of WAVs of the test set, one line of output per file."""
 
-    def __init__(self, cochlea, model, wav_dir, threads, precision, context):
-        self.base = [cochlea, "transcribe", "-m", model, "-q"]
+    def __init__(self, cochlea, model, wav_dir, threads, precision, context, decode=()):
+        self.base = [cochlea, "transcribe", "-m", model, "-q"] + list(decode)
         if context is not None:
             self.base += ["--context", f"{context:g}"]
         if threads:
@@ -240,7 +240,7 @@ def evaluate(a):
     if context is not None and window is not None and not 0 <= 2 * context < window:
         die(f"--context {context:g}: must be in [0, {window / 2:g}) s for this model's {window:g} s window")
     runner = Runner(cochlea, model, os.path.join(os.path.abspath(a.test_dir), "wav"), a.threads, a.precision,
-                    context)
+                    context, a.decode.split())
     langs = lang_order({r["lang"] for r in index})
     by_lang = {lg: [r for r in index if r["lang"] == lg] for lg in langs}
     skipped = []
@@ -322,7 +322,7 @@ def evaluate(a):
     results["meta"] = {
         "model": model, "test_dir": os.path.abspath(a.test_dir), "cochlea": cochlea,
         "cochlea_version": version(cochlea), "threads": a.threads, "precision": a.precision or "f32",
-        "window_s": window, "context_s": context,
+        "window_s": window, "context_s": context, "decode": a.decode,
         "tasks": tasks, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "wall_s": round(time.time() - t_all, 1), "utterances": len(index),
         "bleu_signature": "nrefs:1|case:mixed|eff:no|tok:13a (char for zho/jpn targets)|smooth:exp",
@@ -419,7 +419,8 @@ def markdown(langs, res):
         "# owsm_ctc_tiny: test set results",
         "",
         f"Model `{m['model']}`, test set `{m['test_dir']}` ({m['utterances']} utterances), decoded by "
-        f"`{m['cochlea_version']}` (`cochlea transcribe`, {m['precision']}), {m['date']}.",
+        f"`{m['cochlea_version']}` (`cochlea transcribe`, {m['precision']}"
+        + (f", `{m['decode']}`" if m.get("decode") else ", the model's default decoding") + f"), {m['date']}.",
         "",
         "| language | utterances | CER % | WER % | LID accuracy % | LID emitted % | BLEU X→eng | BLEU eng→X |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -466,6 +467,8 @@ def main(argv=None):
     ap.add_argument("--context", type=float,
                     help="long-form context in seconds (default: min(4, the model's window / 4))")
     ap.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ",".join(TASKS))
+    ap.add_argument("--decode", default="", help="decoding options for cochlea transcribe, e.g. "
+                    "\"--beam-size 1\" (greedy); default: the model's (its embedded LM's beam search)")
     a = ap.parse_args(argv)
     if a.threads is not None and a.threads < 1:
         ap.error("--threads must be >= 1")

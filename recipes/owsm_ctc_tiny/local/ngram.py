@@ -68,6 +68,7 @@ def build(seqs, order, prune, vocab_words, starts):
             if g[0] in starts:
                 cc[g] = v
         cnt[n] = cc
+    cnt[1].pop(("<s>",), None)  # <s> is never predicted (log10 -99): no unigram mass for it
     disc = [None] + [discount(cnt[n]) for n in range(1, order + 1)]
     tot = [None] + [collections.Counter() for _ in range(order)]
     typ = [None] + [collections.Counter() for _ in range(order)]
