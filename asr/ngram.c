@@ -205,9 +205,11 @@ static char *next_line(line_reader *r, int *err)
         if (r->eof)
             return NULL;
         /* move the partial line to the front and read more */
-        memmove(r->buf, r->buf + r->pos, r->len - r->pos);
-        r->len -= r->pos;
-        r->pos = 0;
+        if (r->pos) {
+            memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+            r->len -= r->pos;
+            r->pos = 0;
+        }
         if (r->cap - r->len < 65536) {
             if (r->cap > ((size_t)1 << 30)) {
                 *err = err_set(COCHLEA_EFORMAT, "line %zu is longer than 1 GiB", r->line_no + 1);

@@ -265,7 +265,9 @@ def write_wav16(path, x, rate):
 # ============================================================================================
 
 def run_cochlea(cochlea, model_path, wav, lang, task, threads, enc_path, post_path):
-    args = [cochlea, "transcribe", "-m", model_path, "-q", "-t", str(threads),
+    # greedy decoding, the reference's (a model with an embedded LM decodes with beam search by
+    # default; that search has its own test, tests/beam_parity.sh)
+    args = [cochlea, "transcribe", "-m", model_path, "-q", "-t", str(threads), "--beam-size", "1",
             "--output-encoder", enc_path, "--output-posteriors", post_path,
             "-l", "auto" if lang in ("nolang", "<nolang>") else lang, "--task", task, wav]
     try:

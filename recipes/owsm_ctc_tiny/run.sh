@@ -48,7 +48,7 @@
 # 10, longer than the 6 s training window, see README "Decoding window"; 0: the training window),
 # LM (1, the default: stages 1, 3 and 5 make and embed a token 4-gram language model, so that
 # `cochlea transcribe` decodes with beam search, README "Beam search and language model"; 0: none),
-# LM_ORDER (default 4), LM_PRUNE (count cut-offs of orders 2, 3, ...: default 0,1,1, which keeps
+# LM_ORDER (default 4), LM_PRUNE (count cut-offs of orders 2, 3, ...: default 0,1,2, which keeps
 # the model file under 30 MiB), LM_WEIGHT, LM_BONUS, LM_BEAM (the decoding defaults stored in the
 # model: LM weight 0.3, insertion bonus 2.5, beam 8, chosen on the dev set, RESULTS.md),
 # MODEL_TYPE (weight matrices of the exported model: q8_0, the default, or f16),
@@ -77,7 +77,7 @@ EXTRA_REST_PER_LANG=${EXTRA_REST_PER_LANG:-0}
 DECODE_WINDOW=${DECODE_WINDOW:-10}
 LM=${LM:-1}
 LM_ORDER=${LM_ORDER:-4}
-LM_PRUNE=${LM_PRUNE:-0,1,1}
+LM_PRUNE=${LM_PRUNE:-0,1,2}
 LM_WEIGHT=${LM_WEIGHT:-0.3}
 LM_BONUS=${LM_BONUS:-2.5}
 LM_BEAM=${LM_BEAM:-8}
