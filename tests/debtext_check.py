@@ -301,6 +301,27 @@ def main():
             print(f"FAIL: --rest without --total, but exit {r.returncode}: {r.stderr.strip()[-300:]}")
             return 1
         print("ok: --rest keeps what --total left out in extra_rest.jsonl, and removes a stale one")
+        # --out lm.jsonl (stage 1's text for the language model): the same sentences in another
+        # file, extra.jsonl and extra_rest.jsonl untouched; --out with --rest, or a split's name, refused
+        run(*both, "--total", "4", "--rest", "1")
+        before = {n: open(os.path.join(text, n), encoding="utf-8").read() for n in ("extra.jsonl", "extra_rest.jsonl")}
+        r = subprocess.run([sys.executable, script, text, debs, "--packages", "cochlea-test-l10n", *both,
+                            "--out", "lm.jsonl"], capture_output=True, text=True)
+        lmx = [json.loads(l) for l in open(os.path.join(text, "lm.jsonl"), encoding="utf-8")] \
+            if r.returncode == 0 else None
+        after = {n: open(os.path.join(text, n), encoding="utf-8").read() for n in before}
+        if lmx != full or after != before:
+            print(f"FAIL: --out lm.jsonl wrote {None if lmx is None else len(lmx)} sentences (want {len(full)}), "
+                  f"or touched extra.jsonl/extra_rest.jsonl: {r.stderr.strip()[-300:]}")
+            return 1
+        for bad in (["--out", "lm.jsonl", "--total", "4", "--rest", "1"], ["--out", "train.jsonl"],
+                    ["--out", "../x.jsonl"]):
+            r = subprocess.run([sys.executable, script, text, debs, "--packages", "cochlea-test-l10n", *bad],
+                               capture_output=True, text=True)
+            if r.returncode == 0 or "--out" not in r.stderr:
+                print(f"FAIL: debtext.py {' '.join(bad)}: exit {r.returncode}: {r.stderr.strip()[-300:]}")
+                return 1
+        print("ok: --out lm.jsonl writes the same sentences to another file and leaves extra.jsonl alone")
         r = subprocess.run([sys.executable, script, text, debs, "--packages", "cochlea-test-l10n",
                             "--manpages", "5", "--manpage-packages", "manpages-xx"], capture_output=True, text=True)
         if r.returncode == 0 or "manpages-xx is not one of" not in r.stderr:
