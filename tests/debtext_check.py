@@ -172,6 +172,15 @@ def main():
             with open(os.path.join(d, "x.page"), "w", encoding="utf-8") as f:
                 f.write(f'<page xmlns="http://projectmallard.org/1.0/"><title>Nous lisons.</title>{page}</page>\n')
         build_deb(gpkg, "gnome-user-docs", "help", debs)
+        wpkg = os.path.join(tmp, "wpkg")
+        os.makedirs(os.path.join(wpkg, "usr", "share", "wordnet"))
+        with open(os.path.join(wpkg, "usr", "share", "wordnet", "data.noun"), "w", encoding="latin-1") as f:
+            f.write('  1 This database is provided "AS IS" and "we will read it" is in the licence\n'
+                    '00001740 03 n 01 file 0 000 | a paper; "we will read the file"; "ok then"; '
+                    '"Read the file now"; "we take the bus--fast"\n'
+                    '00001741 03 n 01 slow 0 000 | not fast; "open it slowly"; "the_file is here"\n'
+                    '00001742 03 n 01 none 0 000 no gloss "we will open it"\n')
+        build_deb(wpkg, "wordnet-base", "wordnet", debs)
         script = os.path.join(top, "recipes", "owsm_ctc_tiny", "local", "debtext.py")
 
         def run(*extra):
@@ -258,6 +267,16 @@ def main():
             print("FAIL: --help-packages gnome-user-docs did not keep exactly its pages' sentences")
             return 1
         print("ok: --help-pages caps each language, reads the packages named, and none without it")
+        # WordNet's gloss examples: capitalised, a full stop added; not the licence header, not
+        # under three words, not "--" or "_" forms, not a test sentence ("Read the file now.")
+        want_w = [("eng", "Open it slowly.", "{}"), ("eng", "We will read the file.", "{}")]
+        if not kept_ok("--wordnet", "wn-", run("--wordnet", "10"), want_w):
+            return 1
+        if (sum(r["id"].startswith("wn-") for r in run("--wordnet", "1")) != 1
+                or any(r["id"].startswith("wn-") for r in run())):
+            print("FAIL: --wordnet 1 did not keep exactly one sentence, or some were kept without it")
+            return 1
+        print(f"ok: --wordnet keeps the {len(want_w)} WordNet example sentences its rules allow, capped")
         # --total 4 over catalogs (deu 3) + cookies (deu 3) + pages (fra 7): at most 4 of each
         # language over all sources, a subset of what is kept without it, in the same order
         both = ("--fortunes", "10", "--fortune-packages", "fortunes-de",

@@ -71,12 +71,17 @@ per language of them (another seeded choice) go to TEXT_DIR/extra_rest.jsonl, a 
 fresh sentences for a run that continues training from a model trained on extra.jsonl. Without
 it, a stale extra_rest.jsonl is removed.
 
+With --wordnet N (N > 0), at most N English sentences come from the examples quoted in WordNet's
+glosses (wordnet-base, 42,104 of three words or more: "The roof leaks badly."), first letter
+made a capital and a full stop added where no end mark is; then the rules of a catalog message.
+Stage 1 uses them for the language model only (lm.jsonl).
+
 --out NAME writes TEXT_DIR/NAME instead of extra.jsonl (stage 1 writes lm.jsonl this way, with
 no caps, for the language model of stage 3; --rest is then not allowed).
 
 Output: TEXT_DIR/extra.jsonl, records like train.jsonl's ({"id", "lang", "text", "pair"}; ids
 deb-LANGNNNNN for catalog sentences, fort-LANGNNNNN for fortunes, man-LANGNNNNN for manual
-pages, help-LANGNNNNN for help pages), used for training only.
+pages, help-LANGNNNNN for help pages, wn-engNNNNN for WordNet examples), used for training only.
 """
 import argparse
 import gettext
@@ -226,6 +231,32 @@ def fortune_sentences(deb, lang, tmp):
     return out
 
 
+WORDNET_EXAMPLE = re.compile(r'"([^"]+)"')
+
+
+def wordnet_sentences(deb, tmp):
+    """The English example sentences quoted in WordNet's glosses (wordnet-base's data.* files:
+    'I can breathe better when the air is clean'), of three words or more, first letter made a
+    capital, a full stop added where no end mark is (not yet normalised or filtered)."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    subprocess.run(["dpkg-deb", "-x", deb, tmp], check=True)
+    out = set()
+    for f in sorted(glob.glob(os.path.join(tmp, "usr", "share", "wordnet", "data.*"))):
+        with open(f, encoding="latin-1") as fh:
+            for line in fh:
+                if line.startswith("  ") or "|" not in line:  # the licence header; no gloss
+                    continue
+                for q in WORDNET_EXAMPLE.findall(line.split("|", 1)[1]):
+                    q = " ".join(q.split())
+                    if len(q.split()) < 3 or not q[0].isalpha() or "--" in q or "_" in q:
+                        continue
+                    q = q[0].upper() + q[1:]
+                    out.add(q if q[-1] in ".!?" else q + ".")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def split_sentences(text):
     return [s.strip() for s in SENTENCE_END.split(" ".join(text.split())) if s.strip()]
 
@@ -369,6 +400,9 @@ def main():
     ap.add_argument("--help-pages", dest="help_pages", type=int, default=0,
                     help="at most this many sentences per language from translated help pages (0: none)")
     ap.add_argument("--help-packages", default=",".join(HELP))
+    ap.add_argument("--wordnet", type=int, default=0,
+                    help="at most this many English example sentences from WordNet's glosses "
+                         "(wordnet-base; 0: none)")
     ap.add_argument("--total", type=int, default=0,
                     help="at most this many sentences per language over all sources together, a "
                          "seeded random choice made last (0: no limit; stage 2 speaks every sentence kept)")
@@ -519,6 +553,11 @@ def main():
                 hlp.setdefault(lang, set()).update(got)
         words()
         add("help pages", "help", hlp, a.help_pages, "help", english)
+    if a.wordnet > 0:
+        wn = {}
+        for deb in fetch(a.debs, ["wordnet-base"]):
+            wn.setdefault("eng", set()).update(wordnet_sentences(deb, tmp))
+        add("WordNet examples", "wn", wn, a.wordnet, "wordnet")
     rest = []
     if a.total > 0:
         kept = cap_total(out, a.total, a.seed)
