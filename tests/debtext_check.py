@@ -181,6 +181,17 @@ def main():
                     '00001741 03 n 01 slow 0 000 | not fast; "open it slowly"; "the_file is here"\n'
                     '00001742 03 n 01 none 0 000 no gloss "we will open it"\n')
         build_deb(wpkg, "wordnet-base", "wordnet", debs)
+        dpkg = os.path.join(tmp, "dpkg")
+        os.makedirs(os.path.join(dpkg, "usr", "share", "trans"))
+        with open(os.path.join(dpkg, "usr", "share", "trans", "de-en"), "w", encoding="utf-8") as f:
+            f.write("# Version :: 1.9\n"
+                    "Zug {m} | Wir fahren morgen mit dem Zug. :: train | We will take the train.\n"
+                    "Datei {f} | Lies sie bitte. :: file | Read it.\n"  # English: two words
+                    "Zeit | Wir fahren jetzt.; Um 9 Uhr fahren wir nach Berlin. :: time | We go. | x\n"  # 2 | 3
+                    "Stadt | Wir fahren morgen.; Wir fahren mit dem Zug nach Berlin. :: city | "
+                    "We take the train to a big city.\n"
+                    "Bahn | Wir fahren [Bahn] jetzt mit dem Zug. :: rail | We will take the train now.\n")
+        build_deb(dpkg, "trans-de-en", "dictionary", debs)
         script = os.path.join(top, "recipes", "owsm_ctc_tiny", "local", "debtext.py")
 
         def run(*extra):
@@ -277,6 +288,19 @@ def main():
             print("FAIL: --wordnet 1 did not keep exactly one sentence, or some were kept without it")
             return 1
         print(f"ok: --wordnet keeps the {len(want_w)} WordNet example sentences its rules allow, capped")
+        # Ding's example sentences: both sides of entries whose parts match in number, three words
+        # or more, a capital first and an end mark last, no [field] marks; ';' splits alternatives
+        want_d = [("deu", "Wir fahren morgen mit dem Zug.", "{}"), ("deu", "Lies sie bitte.", "{}"),
+                  ("deu", "Wir fahren morgen.", "{}"), ("deu", "Wir fahren mit dem Zug nach Berlin.", "{}"),
+                  ("eng", "We will take the train.", "{}"), ("eng", "We take the train to a big city.", "{}"),
+                  ("eng", "We will take the train now.", "{}")]
+        if not kept_ok("--ding", "ding-", run("--ding", "10"), want_d):
+            return 1
+        if (sum(r["id"].startswith("ding-deu") for r in run("--ding", "1")) != 1
+                or any(r["id"].startswith("ding-") for r in run())):
+            print("FAIL: --ding 1 did not keep exactly one German sentence, or some were kept without it")
+            return 1
+        print(f"ok: --ding keeps the {len(want_d)} dictionary example sentences its rules allow, capped")
         # --total 4 over catalogs (deu 3) + cookies (deu 3) + pages (fra 7): at most 4 of each
         # language over all sources, a subset of what is kept without it, in the same order
         both = ("--fortunes", "10", "--fortune-packages", "fortunes-de",

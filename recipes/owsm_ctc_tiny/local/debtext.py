@@ -74,14 +74,17 @@ it, a stale extra_rest.jsonl is removed.
 With --wordnet N (N > 0), at most N English sentences come from the examples quoted in WordNet's
 glosses (wordnet-base, 42,104 of three words or more: "The roof leaks badly."), first letter
 made a capital and a full stop added where no end mark is; then the rules of a catalog message.
-Stage 1 uses them for the language model only (lm.jsonl).
+Stage 1 uses them for the language model only (lm.jsonl). With --ding N, at most N German and N
+English sentences per language come from the example sentences of the Ding German-English
+dictionary (trans-de-en: "Das Gericht tagt. :: The court is sitting."; entries of three words or
+more that start with a capital and end with . ? or !), for the language model too.
 
 --out NAME writes TEXT_DIR/NAME instead of extra.jsonl (stage 1 writes lm.jsonl this way, with
 no caps, for the language model of stage 3; --rest is then not allowed).
 
 Output: TEXT_DIR/extra.jsonl, records like train.jsonl's ({"id", "lang", "text", "pair"}; ids
 deb-LANGNNNNN for catalog sentences, fort-LANGNNNNN for fortunes, man-LANGNNNNN for manual
-pages, help-LANGNNNNN for help pages, wn-engNNNNN for WordNet examples), used for training only.
+pages, help-LANGNNNNN for help pages, wn-engNNNNN for WordNet examples, ding-LANGNNNNN for Ding's), used for training only.
 """
 import argparse
 import gettext
@@ -257,6 +260,38 @@ def wordnet_sentences(deb, tmp):
     return out
 
 
+def ding_sentences(deb, tmp):
+    """{lang: sentences} of the example sentences in the Ding German-English dictionary
+    (trans-de-en: "Das Gericht tagt. :: The court is sitting."): entries whose German and English
+    sides have as many |-separated parts, the parts of three words or more that start with a
+    capital and end with . ? or !, alternatives split at ';', no {grammar} or [field] marks."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    subprocess.run(["dpkg-deb", "-x", deb, tmp], check=True)
+    out = {"deu": set(), "eng": set()}
+
+    def sentences(side):
+        for x in side.split(";"):
+            x = " ".join(x.split())
+            if len(x.split()) >= 3 and x[0].isupper() and x[-1] in ".?!" and not set(x) & set("{}[]"):
+                yield x
+
+    path = os.path.join(tmp, "usr", "share", "trans", "de-en")
+    with open(path, encoding="utf-8", errors="replace") if os.path.isfile(path) else open(os.devnull) as fh:
+        for line in fh:
+            if line.startswith("#") or "::" not in line:
+                continue
+            de, en = line.rstrip("\n").split("::", 1)
+            des, ens = de.split("|"), en.split("|")
+            if len(des) != len(ens):
+                continue
+            for d, e in zip(des, ens):
+                out["deu"].update(sentences(d))
+                out["eng"].update(sentences(e))
+    shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def split_sentences(text):
     return [s.strip() for s in SENTENCE_END.split(" ".join(text.split())) if s.strip()]
 
@@ -403,6 +438,9 @@ def main():
     ap.add_argument("--wordnet", type=int, default=0,
                     help="at most this many English example sentences from WordNet's glosses "
                          "(wordnet-base; 0: none)")
+    ap.add_argument("--ding", type=int, default=0,
+                    help="at most this many German and English example sentences per language from "
+                         "the Ding dictionary (trans-de-en; 0: none)")
     ap.add_argument("--total", type=int, default=0,
                     help="at most this many sentences per language over all sources together, a "
                          "seeded random choice made last (0: no limit; stage 2 speaks every sentence kept)")
@@ -558,6 +596,12 @@ def main():
         for deb in fetch(a.debs, ["wordnet-base"]):
             wn.setdefault("eng", set()).update(wordnet_sentences(deb, tmp))
         add("WordNet examples", "wn", wn, a.wordnet, "wordnet")
+    if a.ding > 0:
+        ding = {}
+        for deb in fetch(a.debs, ["trans-de-en"]):
+            for lang, got in ding_sentences(deb, tmp).items():
+                ding.setdefault(lang, set()).update(got)
+        add("Ding examples", "ding", ding, a.ding, "ding")
     rest = []
     if a.total > 0:
         kept = cap_total(out, a.total, a.seed)
