@@ -209,16 +209,7 @@ def main():
 
         def rewrite(dst, tensor_fn=None, kv=None):
             w = GGUFWriter()
-            for k, v in r.kv.items():
-                val = (kv or {}).get(k, v.value)
-                if v.type == "str":
-                    w.add_string(k, val)
-                elif v.type == "array[str]":
-                    w.add_string_array(k, val)
-                elif v.type.startswith("array["):
-                    w.add_array(k, val, v.type[6:-1])
-                else:
-                    w._scalar(k, v.type, val)
+            w.copy_kv(r, values=kv)
             for t in r.tensors:
                 got = tensor_fn(t) if tensor_fn else None
                 if got is None:

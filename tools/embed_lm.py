@@ -104,17 +104,7 @@ def main(argv=None):
                 raise EmbedError(f"{a.model}: no {t} token")
             tid[w] = tid[t]
         w = GGUFWriter()
-        for k, v in r.kv.items():
-            if k.startswith(A + "lm."):
-                continue
-            if v.type == "str":
-                w.add_string(k, v.value)
-            elif v.type == "array[str]":
-                w.add_string_array(k, v.value)
-            elif v.type.startswith("array["):
-                w.add_array(k, v.value, v.type[6:-1])
-            else:
-                w._scalar(k, v.type, v.value)
+        w.copy_kv(r, skip=lambda k: k.startswith(A + "lm."))
         for t in r.tensors:
             if not t.name.startswith("lm."):
                 w.add_tensor_raw(t.name, t.type, t.ne, t.raw)

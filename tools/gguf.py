@@ -233,6 +233,22 @@ class GGUFWriter:
         self._set(key, b"".join(parts))
 
     # tensors
+    def copy_kv(self, reader, values=None, skip=lambda key: False):
+        """Every key of a GGUFReader with its type, in order, except those skip(key) is true for;
+        values (a dict) replaces the value of the keys it names."""
+        for k, v in reader.kv.items():
+            if skip(k):
+                continue
+            val = (values or {}).get(k, v.value)
+            if v.type == "str":
+                self.add_string(k, val)
+            elif v.type == "array[str]":
+                self.add_string_array(k, val)
+            elif v.type.startswith("array["):
+                self.add_array(k, val, v.type[6:-1])
+            else:
+                self._scalar(k, v.type, val)
+
     def add_tensor(self, name, array, type_name="f32"):
         """Store a numpy array (PyTorch order) as type_name; ne is the reversed shape. The array
         is encoded when the file is written, so a converter holds one encoded tensor at a time."""
