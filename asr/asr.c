@@ -47,7 +47,6 @@ struct cochlea_asr {
     float *bpost;
     size_t bpost_n;
     ctc_cands cands;
-    int beam_used;
 };
 
 /* ---- models --------------------------------------------------------------------------------- */
@@ -133,7 +132,6 @@ static void clear_results(cochlea_asr *a)
     a->n_frame_ids = a->n_tokens = a->n_post = a->n_enc = 0;
     a->n_windows = 0;
     ctc_cands_free(&a->cands);
-    a->beam_used = 0;
 }
 
 void cochlea_asr_free(cochlea_asr *a)
@@ -722,7 +720,6 @@ static int run(cochlea_asr *a, feeder *f, int64_t total_est, const cochlea_asr_o
         a->kept = NULL;
         a->tokens = ids;
         a->n_tokens = n_ids;
-        a->beam_used = bo.beam;
         ctc_cands_free(&a->cands);
     } else {
         a->n_tokens = ctc_collapse(a->kept, nk, hp->blank_id, a->kept);
