@@ -183,16 +183,7 @@ def rewrite_gguf(src, dst, kv=None, drop=(), shrink=None, retype=None):
     `retype` storing every tensor as the converter does for --type RETYPE."""
     r = src if isinstance(src, GGUFReader) else GGUFReader(src)
     w = GGUFWriter()
-    for k, v in r.kv.items():
-        val = (kv or {}).get(k, v.value)
-        if v.type == "str":
-            w.add_string(k, val)
-        elif v.type == "array[str]":
-            w.add_string_array(k, val)
-        elif v.type.startswith("array["):
-            w.add_array(k, val, v.type[6:-1])
-        else:
-            w._scalar(k, v.type, val)
+    w.copy_kv(r, values=kv)
     for t in r.tensors:
         if t.name in drop:
             continue

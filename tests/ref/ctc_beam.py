@@ -207,7 +207,7 @@ def decode(lp, tokens, blank, lm=None, lang=-1, weight=0.0, bonus=0.0, beam=8, s
 
 
 def _is_lang(piece):
-    # language tokens: <xxx> with three lowercase letters (OWSM's <eng>, <deu>...); task and
-    # other symbols (<asr>, <st_deu>, <na>, <blank>...) do not match
+    # language tokens: three lowercase letters in angle brackets (OWSM's <eng>, <deu>); task and
+    # other symbols (<asr>, <st_deu>, <na>, <blank>) do not match
     return len(piece) == 5 and piece[0] == "<" and piece[4] == ">" and piece[1:4].isalpha() \
         and piece[1:4].islower() and piece not in ("<unk>", "<sos>", "<eos>", "<sop>")
