@@ -18,9 +18,9 @@
 #define CTC_TOPK 8
 #define CTC_PRUNE (-12.0f)
 
-/* Token kinds for the language model: pieces are scored, other symbols in angle brackets are not, language
- * tokens (three lowercase letters in angle brackets, such as <eng>, other than <asr> <unk> <sos>
- * <eos> <sop>) set the context. */
+/* Token kinds for the language model: pieces are scored, other symbols in angle brackets are
+ * not, language tokens (three lowercase letters in angle brackets, such as <eng>, other than
+ * <asr> <unk> <sos> <eos> <sop>) set the context. */
 enum { CTC_KIND_PIECE = 0, CTC_KIND_SPECIAL = 1, CTC_KIND_LANG = 2 };
 int ctc_token_kind(const char *piece, size_t len);
 
