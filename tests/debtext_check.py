@@ -75,7 +75,8 @@ def main():
                  ("fra", "Il y a un livre bleu dans la chambre de Thomas."),
                  ("fra", "Afficher la version du livre, puis quitter la maison avec Thomas."),
                  ("fra", "Nous allons voir le livre bleu de Thomas dans la maison ce soir."),
-                 ("fra", "Il y a un livre bleu-vert dans la maison de Thomas.")]  # a hyphen occurs
+                 ("fra", "Il y a un livre bleu-vert dans la maison de Thomas."),  # a hyphen occurs
+                 ("zho", "我们明天去学校。")]
         jsonl(os.path.join(text, "train.jsonl"),
               [{"id": f"t{i}", "lang": l, "text": t, "pair": {}} for i, (l, t) in enumerate(train)])
         jsonl(os.path.join(text, "dev.jsonl"), [{"id": "d0", "lang": "deu", "text": "Wir lesen die Datei.", "pair": {}}])
@@ -192,6 +193,13 @@ def main():
                     "We take the train to a big city.\n"
                     "Bahn | Wir fahren [Bahn] jetzt mit dem Zug. :: rail | We will take the train now.\n")
         build_deb(dpkg, "trans-de-en", "dictionary", debs)
+        # Rime's word frequency list (traditional Chinese): 學校 and 学校 both become 学校
+        epkg = os.path.join(tmp, "essay")
+        os.makedirs(os.path.join(epkg, "usr", "share", "rime-data"))
+        with open(os.path.join(epkg, "usr", "share", "rime-data", "essay.txt"), "w", encoding="utf-8") as f:
+            f.write("學校\t3000\n学校\t1000\n我們\t1600\n明天\t400\n"  # 4, 2, and 0.4: left out
+                    "我\t9000\n火車\t5000\nQQ\t5000\n我們明\tx\n去學\n")  # one character; 火车 unseen; Latin; bad lines
+        build_deb(epkg, "rime-essay", "word list", debs)
         script = os.path.join(top, "recipes", "owsm_ctc_tiny", "local", "debtext.py")
 
         def run(*extra):
@@ -301,6 +309,23 @@ def main():
             print("FAIL: --ding 1 did not keep exactly one German sentence, or some were kept without it")
             return 1
         print(f"ok: --ding keeps the {len(want_d)} dictionary example sentences its rules allow, capped")
+        # --essay 1000: the words of two characters or more, simplified, all characters in the
+        # Chinese training text, as fragments with count round(frequency / 1000); for --out only
+        r = subprocess.run([sys.executable, script, text, debs, "--packages", "cochlea-test-l10n",
+                            "--essay", "1000", "--out", "lm.jsonl"], capture_output=True, text=True)
+        recs = [json.loads(l) for l in open(os.path.join(text, "lm.jsonl"), encoding="utf-8")] \
+            if r.returncode == 0 else []
+        got_e = sorted((x["lang"], x["text"], x["count"]) for x in recs if x.get("fragment"))
+        if got_e != [("zho", "学校", 4), ("zho", "我们", 2)] or \
+                sorted(x["text"] for x in recs if not x.get("fragment")) != sorted(x[1] for x in want):
+            print(f"FAIL: --essay 1000 kept fragments {got_e} (exit {r.returncode}: {r.stderr.strip()[-300:]})")
+            return 1
+        r = subprocess.run([sys.executable, script, text, debs, "--packages", "cochlea-test-l10n", "--essay", "1000"],
+                           capture_output=True, text=True)
+        if r.returncode == 0 or "never spoken" not in r.stderr:
+            print(f"FAIL: --essay into extra.jsonl (spoken text), but exit {r.returncode}: {r.stderr.strip()[-300:]}")
+            return 1
+        print("ok: --essay keeps the Chinese words its rules allow as counted fragments, for the LM only")
         # --total 4 over catalogs (deu 3) + cookies (deu 3) + pages (fra 7): at most 4 of each
         # language over all sources, a subset of what is kept without it, in the same order
         both = ("--fortunes", "10", "--fortune-packages", "fortunes-de",

@@ -392,6 +392,14 @@ else
     fail "ngram.py: the LM is not normalised"
     tail -n 5 "$tmp/log14"
 fi
+# ngram.py's record counts and word fragments (debtext.py --essay), by hand and end to end
+if "$PYTHON" "$top_srcdir/tests/ngram_check.py" "$top_srcdir" "$w/tok" >"$tmp/log18" 2>&1; then
+    sed 's/^/  /' "$tmp/log18"
+    echo "ok: ngram.py counts and fragments"
+else
+    fail "ngram.py counts or fragments (tests/ngram_check.py)"
+    tail -n 5 "$tmp/log18"
+fi
 if "$COCHLEA" transcribe -v -q -m "$w/export/owsm-ctc-tiny.gguf" -l eng "$w/samples/en-weather.wav" >"$tmp/out" 2>"$tmp/err" &&
     grep -q "language model: embedded in the model" "$tmp/err"; then
     echo "ok: stage 5 embeds the language model"

@@ -48,6 +48,8 @@
 # 10, longer than the 6 s training window, see README "Decoding window"; 0: the training window),
 # LM (1, the default: stages 1, 3 and 5 make and embed a token 4-gram language model, so that
 # `cochlea transcribe` decodes with beam search, README "Beam search and language model"; 0: none),
+# LM_ESSAY (stage 1: the Chinese words of Rime's frequency list, rime-essay, go into the LM's text
+# as fragments counted frequency / LM_ESSAY times, debtext.py --essay; default 300; 0: none),
 # LM_ORDER (default 4), LM_PRUNE (count cut-offs of orders 2, 3, ...: default 0,1,2, which keeps
 # the model file under 30 MiB), LM_WEIGHT, LM_BONUS, LM_BEAM (the decoding defaults stored in the
 # model: LM weight 0.3, insertion bonus 2.5, beam 8, chosen on the dev set, RESULTS.md),
@@ -76,6 +78,7 @@ EXTRA_TOTAL_PER_LANG=${EXTRA_TOTAL_PER_LANG:-0}
 EXTRA_REST_PER_LANG=${EXTRA_REST_PER_LANG:-0}
 DECODE_WINDOW=${DECODE_WINDOW:-10}
 LM=${LM:-1}
+LM_ESSAY=${LM_ESSAY:-300}
 LM_ORDER=${LM_ORDER:-4}
 LM_PRUNE=${LM_PRUNE:-0,1,2}
 LM_WEIGHT=${LM_WEIGHT:-0.3}
@@ -140,7 +143,8 @@ if stage 1; then
         if [ "$LM" = 1 ]; then
             # text only (never spoken), so no caps: every sentence the rules keep
             "$PY" "$L/debtext.py" "$WORK/text" "$WORK/debian" --per-lang 1000000 --fortunes 1000000 \
-                --manpages 1000000 --help-pages 1000000 --wordnet 1000000 --ding 1000000 --out lm.jsonl
+                --manpages 1000000 --help-pages 1000000 --wordnet 1000000 --ding 1000000 \
+                --essay "$LM_ESSAY" --out lm.jsonl
         fi
     fi
     [ "$EXTRA" = 1 ] && [ "$LM" = 1 ] || rm -f "$WORK/text/lm.jsonl"

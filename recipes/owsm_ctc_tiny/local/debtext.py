@@ -79,12 +79,24 @@ English sentences per language come from the example sentences of the Ding Germa
 dictionary (trans-de-en: "Das Gericht tagt. :: The court is sitting."; entries of three words or
 more that start with a capital and end with . ? or !), for the language model too.
 
+With --essay S (S > 0), the words of Rime's Chinese word frequency list (rime-essay: essay.txt,
+313,021 words of traditional Chinese with their frequencies) become fragments for the language
+model: each word of two characters or more, converted to simplified characters like the
+training text (opencc t2s; a word that two traditional forms share sums their frequencies), all
+of its characters Chinese ones that occur in the Chinese training text and not a dev or test
+sentence, is one record {"lang": "zho", "text": word, "fragment": true, "count": round(freq / S)};
+a word whose count rounds to 0 is left out. ngram.py counts a fragment's n-grams without sentence
+boundaries: they teach the language model which characters make words (that the syllables
+"mei guo" are 美国 and not 没过), which the few Chinese sentences cannot. Not with extra.jsonl
+(fragments are never spoken).
+
 --out NAME writes TEXT_DIR/NAME instead of extra.jsonl (stage 1 writes lm.jsonl this way, with
 no caps, for the language model of stage 3; --rest is then not allowed).
 
 Output: TEXT_DIR/extra.jsonl, records like train.jsonl's ({"id", "lang", "text", "pair"}; ids
 deb-LANGNNNNN for catalog sentences, fort-LANGNNNNN for fortunes, man-LANGNNNNN for manual
-pages, help-LANGNNNNN for help pages, wn-engNNNNN for WordNet examples, ding-LANGNNNNN for Ding's), used for training only.
+pages, help-LANGNNNNN for help pages, wn-engNNNNN for WordNet examples, ding-LANGNNNNN for Ding's,
+essay-zhoNNNNN for essay fragments), used for training only.
 """
 import argparse
 import gettext
@@ -292,6 +304,27 @@ def ding_sentences(deb, tmp):
     return out
 
 
+CJK = re.compile(r"[\u4e00-\u9fff]+")
+
+
+def essay_words(deb, tmp):
+    """{word: frequency} of Rime's essay.txt (rime-essay: "word<TAB>frequency" lines, traditional
+    Chinese), words of two characters or more (not yet converted or filtered)."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    subprocess.run(["dpkg-deb", "-x", deb, tmp], check=True)
+    out = {}
+    path = os.path.join(tmp, "usr", "share", "rime-data", "essay.txt")
+    with open(path, encoding="utf-8", errors="replace") if os.path.isfile(path) else open(os.devnull) as fh:
+        for line in fh:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 2 or not parts[1].isdigit() or not CJK.fullmatch(parts[0]) or len(parts[0]) < 2:
+                continue
+            out[parts[0]] = out.get(parts[0], 0) + int(parts[1])
+    shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def split_sentences(text):
     return [s.strip() for s in SENTENCE_END.split(" ".join(text.split())) if s.strip()]
 
@@ -441,6 +474,9 @@ def main():
     ap.add_argument("--ding", type=int, default=0,
                     help="at most this many German and English example sentences per language from "
                          "the Ding dictionary (trans-de-en; 0: none)")
+    ap.add_argument("--essay", type=float, default=0,
+                    help="Chinese words of Rime's essay (rime-essay) as language-model fragments, "
+                         "count = frequency / this (0: none)")
     ap.add_argument("--total", type=int, default=0,
                     help="at most this many sentences per language over all sources together, a "
                          "seeded random choice made last (0: no limit; stage 2 speaks every sentence kept)")
@@ -457,6 +493,10 @@ def main():
     if os.path.basename(a.out) != a.out or not a.out.endswith(".jsonl") or \
             a.out in ("train.jsonl", "dev.jsonl", "test.jsonl", "own.jsonl", "extra_rest.jsonl"):
         ap.error(f"--out {a.out}: a new .jsonl file name in TEXT (not a split's)")
+    if a.essay > 0 and a.out == "extra.jsonl":
+        ap.error("--essay writes word fragments for the language model, never spoken: use --out")
+    if a.essay > 0 and a.total > 0:
+        ap.error("--essay and --total: fragments are not sentences to cap")
     fort_pkgs = [p for p in a.fortune_packages.split(",") if p] if a.fortunes > 0 else []
     for p in fort_pkgs:
         if p not in FORTUNES:
@@ -602,6 +642,24 @@ def main():
             for lang, got in ding_sentences(deb, tmp).items():
                 ding.setdefault(lang, set()).update(got)
         add("Ding examples", "ding", ding, a.ding, "ding")
+    if a.essay > 0:
+        freq = {}
+        for deb in fetch(a.debs, ["rime-essay"]):
+            freq.update(essay_words(deb, tmp))
+        src = sorted(freq)
+        simp = {}
+        for w, x in zip(src, convert("zho", src)):
+            if CJK.fullmatch(x) and set(x) <= chars.get("zho", set()) and x not in held:
+                simp[x] = simp.get(x, 0) + freq[w]
+        n = 0
+        for x in sorted(simp):
+            c = round(simp[x] / a.essay)
+            if c >= 1:
+                out.append({"id": f"essay-zho{n:05d}", "lang": "zho", "text": x, "pair": {},
+                            "fragment": True, "count": c})
+                n += 1
+        print(f"debtext: essay zho: {len(freq)} words, {len(simp)} with known characters, {n} kept "
+              f"(count >= 1)", file=sys.stderr)
     rest = []
     if a.total > 0:
         kept = cap_total(out, a.total, a.seed)
@@ -622,7 +680,9 @@ def main():
     with open(os.path.join(a.text, a.out), "w", encoding="utf-8") as f:
         for r in out:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    print(f"debtext: {len(out)} sentences from {len(debs)} packages -> {a.text}/{a.out}")
+    nfrag = sum(1 for r in out if r.get("fragment"))
+    print(f"debtext: {len(out) - nfrag} sentences" + (f", {nfrag} fragments" if nfrag else "")
+          + f" from {len(debs)} packages -> {a.text}/{a.out}")
 
 
 if __name__ == "__main__":

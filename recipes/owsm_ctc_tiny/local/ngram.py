@@ -13,6 +13,12 @@ language token), continuation counts (distinct words before) below. --prune K2,K
 n-grams of order 2, 3... whose count is <= K (their probability mass goes to the back-off); a
 kept n-gram keeps its prefix. Written as an ARPA file (log10) whose words are the pieces, with
 back-off weights that make every context's distribution sum to one.
+
+A record may carry "count" (an integer >= 1, default 1: the record counts that many times) and
+"fragment": true: its text is a piece of a sentence (a word of a frequency list, stage 1's
+--essay), counted without <s>, the language token and </s>. Its n-grams of orders 2 and up count
+like a sentence's; those that start at its first piece have no left context, so below the top
+order they add their raw count (like n-grams at a sentence start) to the continuation count.
 """
 import argparse
 import collections
@@ -34,14 +40,36 @@ def read_sentences(files, exclude):
     out = []
     for f in files:
         with open(f, encoding="utf-8") as fh:
-            for line in fh:
+            for ln, line in enumerate(fh, 1):
                 r = json.loads(line)
-                key = (r["lang"], r["text"])
+                frag = bool(r.get("fragment", False))
+                key = (r["lang"], r["text"], frag)
                 if r["text"] in held or key in seen:
                     continue
+                count = r.get("count", 1)
+                if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                    raise SystemExit(f"ngram.py: {f}:{ln}: count must be an integer >= 1, not {count!r}")
                 seen.add(key)
-                out.append(key)
+                out.append(key + (count,))
     return out
+
+
+def fragment_ids(sp, text):
+    """SentencePiece ids of text as it is cut inside a sentence: without the word-start mark that
+    SentencePiece puts before a text's first piece (a fragment of Chinese has none inside a
+    sentence), unless the text starts with a space. None when a piece would cross the fragment's
+    start."""
+    if text.startswith(" "):
+        return sp.EncodeAsIds(text)
+    ids = sp.EncodeAsIds("a" + text)  # "a": a stand-in first word, cut away below
+    acc = ""
+    for k, i in enumerate(ids):
+        acc += sp.IdToPiece(i)
+        if acc == "\u2581a":
+            return ids[k + 1:] or None
+        if len(acc) >= 2:
+            return None
+    return None
 
 
 def discount(counts):
@@ -51,12 +79,16 @@ def discount(counts):
 
 
 def build(seqs, order, prune, vocab_words, starts):
-    """seqs: lists of word strings (with <s> ... </s>). Returns {ngram tuple: (log10 p, log10 bow)}."""
+    """seqs: (words, count, fragment) triples (words: a sentence with <s> ... </s>, or a fragment).
+    Returns {ngram tuple: (log10 p, log10 bow)}."""
     raw = [None] + [collections.Counter() for _ in range(order)]
-    for s in seqs:
-        for n in range(1, order + 1):
+    head = [None] + [collections.Counter() for _ in range(order)]  # fragment-initial n-grams
+    for s, k, frag in seqs:
+        for n in range(1 if not frag else 2, order + 1):
             for i in range(len(s) - n + 1):
-                raw[n][tuple(s[i:i + n])] += 1
+                raw[n][tuple(s[i:i + n])] += k
+            if frag and n < order and len(s) >= n:
+                head[n][tuple(s[:n])] += k
     # the counts each order's estimate uses
     cnt = [None] * (order + 1)
     cnt[order] = raw[order]
@@ -67,6 +99,8 @@ def build(seqs, order, prune, vocab_words, starts):
         for g, v in raw[n].items():
             if g[0] in starts:
                 cc[g] = v
+        for g, v in head[n].items():
+            cc[g] += v
         cnt[n] = cc
     cnt[1].pop(("<s>",), None)  # <s> is never predicted (log10 -99): no unigram mass for it
     disc = [None] + [discount(cnt[n]) for n in range(1, order + 1)]
@@ -175,18 +209,28 @@ def main():
                     and t[1:4].islower()} - {"<asr>", "<unk>", "<sos>", "<eos>", "<sop>"})
     sents = read_sentences(a.text, a.exclude)
     seqs = []
-    for lang, text in sents:
-        ids = [1 if s == 0 else s - 1 for s in sp.EncodeAsIds(text)]
-        pieces = [tokens[i] for i in ids]
-        if "<unk>" in pieces:
-            pieces = ["<unk>" if p == "<unk>" else p for p in pieces]
-        seqs.append(["<s>", f"<{lang}>"] + pieces + ["</s>"])
+    lost = 0
+    for lang, text, frag, count in sents:
+        if frag:
+            ids = fragment_ids(sp, text)
+            if not ids:
+                lost += 1
+                continue
+            seqs.append(([tokens[1 if s == 0 else s - 1] for s in ids], count, True))
+        else:
+            ids = [1 if s == 0 else s - 1 for s in sp.EncodeAsIds(text)]
+            pieces = [tokens[i] for i in ids]
+            seqs.append((["<s>", f"<{lang}>"] + pieces + ["</s>"], count, False))
     vocab_words = [t for t in tokens if t not in special] + ["<unk>"] + \
-        sorted({s[1] for s in seqs})
+        sorted({s[1] for s, _, frag in seqs if not frag})
     model = build(seqs, a.order, prune, vocab_words, {"<s>"} | set(langs))
     write_arpa(model, a.order, a.out)
     sizes = collections.Counter(len(g) for g in model)
-    print(f"ngram.py: {len(seqs)} sentences, order {a.order}, "
+    nfrag = sum(1 for _, _, frag in seqs if frag)
+    if lost:
+        print(f"ngram.py: {lost} fragments dropped (their first piece would join the text before them)",
+              file=sys.stderr)
+    print(f"ngram.py: {len(seqs) - nfrag} sentences, {nfrag} fragments, order {a.order}, "
           + ", ".join(f"{sizes[n]} {n}-grams" for n in sorted(sizes)) + f" -> {a.out}", flush=True)
 
 
