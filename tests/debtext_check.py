@@ -193,6 +193,17 @@ def main():
                     "We take the train to a big city.\n"
                     "Bahn | Wir fahren [Bahn] jetzt mit dem Zug. :: rail | We will take the train now.\n")
         build_deb(dpkg, "trans-de-en", "dictionary", debs)
+        # game dialogue (The Battle for Wesnoth's catalogs): messages of several sentences
+        gpkg = os.path.join(tmp, "game")
+        for loc, msgs in (("de", {"We will take the train tomorrow. Read it very slowly now.":
+                                  "Wir fahren morgen mit dem Zug. Lies sie jetzt ganz langsam.",
+                                  "And then we go.": "und dann fahren wir morgen.",  # no capital
+                                  "Go to Zurich now!": "Fahr jetzt nach Zürich!"}),  # ü, ! unseen
+                          ("zh_CN", {"We go to school. Tomorrow we go.": "我们去学校。明天 我们去。"})):
+            d = os.path.join(gpkg, "usr", "share", "games", "wesnoth", "1.16", "translations", loc, "LC_MESSAGES")
+            os.makedirs(d)
+            write_mo(os.path.join(d, "wesnoth-httt.mo"), msgs)
+        build_deb(gpkg, "wesnoth-1.16-data", "game", debs)
         # Rime's word frequency list (traditional Chinese): 學校 and 学校 both become 学校
         epkg = os.path.join(tmp, "essay")
         os.makedirs(os.path.join(epkg, "usr", "share", "rime-data"))
@@ -309,6 +320,23 @@ def main():
             print("FAIL: --ding 1 did not keep exactly one German sentence, or some were kept without it")
             return 1
         print(f"ok: --ding keeps the {len(want_d)} dictionary example sentences its rules allow, capped")
+        # --dialogue: the translated lines, split into sentences (spaces dropped in Chinese); never
+        # the English originals (they pass the English rules: it would keep them otherwise)
+        want_g = [("deu", "Wir fahren morgen mit dem Zug.", "{}"), ("deu", "Lies sie jetzt ganz langsam.", "{}"),
+                  ("zho", "我们去学校。", "{}"), ("zho", "明天我们去。", "{}")]
+        game = ("--dialogue-packages", "wesnoth-1.16-data")
+        if not kept_ok("--dialogue", "dlg-", run("--dialogue", "10", *game), want_g):
+            return 1
+        if (sum(r["id"].startswith("dlg-deu") for r in run("--dialogue", "1", *game)) != 1
+                or any(r["id"].startswith("dlg-") for r in run())):
+            print("FAIL: --dialogue 1 did not keep exactly one German sentence, or some were kept without it")
+            return 1
+        r = subprocess.run([sys.executable, script, text, debs, "--packages", "cochlea-test-l10n",
+                            "--dialogue", "5", "--dialogue-packages", "wesnoth-xx"], capture_output=True, text=True)
+        if r.returncode == 0 or "wesnoth-xx is not one of" not in r.stderr:
+            print(f"FAIL: unknown dialogue package, but exit {r.returncode}: {r.stderr.strip()[-300:]}")
+            return 1
+        print(f"ok: --dialogue keeps the {len(want_g)} dialogue sentences its rules allow, capped, no English")
         # --essay 1000: the words of two characters or more, simplified, all characters in the
         # Chinese training text, as fragments with count round(frequency / 1000); for --out only
         r = subprocess.run([sys.executable, script, text, debs, "--packages", "cochlea-test-l10n",
@@ -411,6 +439,23 @@ def main():
             print(f"FAIL: no package fetched, but exit {r.returncode}: {r.stderr.strip()[-300:]}")
             return 1
         print("ok: a clear error when no package can be fetched")
+        # a converter that hangs (kakasi can, on some input) or fails is a SystemExit, which
+        # debtext.py's convert() answers line by line, not a stalled or crashed stage 1
+        sys.path.insert(0, os.path.join(top, "recipes", "owsm_ctc_tiny", "local"))
+        import text as T
+        for cmd, what in ((["sh", "-c", "sleep 30"], "no answer in 1 s"), (["sh", "-c", "exit 3"], "exit status 3")):
+            try:
+                T.run_filter(cmd, ["x"], timeout=1)
+                print(f"FAIL: run_filter({cmd}) returned")
+                return 1
+            except SystemExit as e:
+                if what not in str(e):
+                    print(f"FAIL: run_filter({cmd}): {e}")
+                    return 1
+        if T.run_filter(["cat"], ["a", "b"]) != ["a", "b"]:
+            print("FAIL: run_filter(cat) changed its lines")
+            return 1
+        print("ok: a converter that hangs or fails is a clear error (text.run_filter)")
         return 0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

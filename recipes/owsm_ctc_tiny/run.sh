@@ -144,7 +144,7 @@ if stage 1; then
             # text only (never spoken), so no caps: every sentence the rules keep
             "$PY" "$L/debtext.py" "$WORK/text" "$WORK/debian" --per-lang 1000000 --fortunes 1000000 \
                 --manpages 1000000 --help-pages 1000000 --wordnet 1000000 --ding 1000000 \
-                --essay "$LM_ESSAY" --out lm.jsonl
+                --dialogue 1000000 --essay "$LM_ESSAY" --out lm.jsonl
         fi
     fi
     [ "$EXTRA" = 1 ] && [ "$LM" = 1 ] || rm -f "$WORK/text/lm.jsonl"

@@ -40,10 +40,19 @@ def cap_per_language(recs, n, seed):
     return [m for i, m in enumerate(recs) if i in keep]
 
 
-def run_filter(cmd, lines):
-    """Pipe lines through an external converter, one output line per input line."""
-    out = subprocess.run(cmd, input=("\n".join(lines) + "\n").encode(), capture_output=True,
-                         check=True).stdout.decode("utf-8", errors="replace").split("\n")
+def run_filter(cmd, lines, timeout=120):
+    """Pipe lines through an external converter, one output line per input line. A converter
+    that fails or runs past timeout seconds (kakasi can loop forever on some input, not
+    always the same run to run) is a SystemExit, which debtext.py's convert() answers by
+    converting line by line."""
+    try:
+        r = subprocess.run(cmd, input=("\n".join(lines) + "\n").encode(), capture_output=True,
+                           check=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"{cmd[0]}: no answer in {timeout} s for {len(lines)} lines")
+    except subprocess.CalledProcessError as e:
+        raise SystemExit(f"{cmd[0]}: exit status {e.returncode}: {e.stderr.decode(errors='replace')[-200:]}")
+    out = r.stdout.decode("utf-8", errors="replace").split("\n")
     if len(out) < len(lines):
         raise SystemExit(f"{cmd[0]}: returned {len(out)} lines for {len(lines)}")
     return out[:len(lines)]
