@@ -50,7 +50,7 @@
 # `cochlea transcribe` decodes with beam search, README "Beam search and language model"; 0: none),
 # LM_ESSAY (stage 1: the Chinese words of Rime's frequency list, rime-essay, go into the LM's text
 # as fragments counted frequency / LM_ESSAY times, debtext.py --essay; default 300; 0: none),
-# LM_ORDER (default 4), LM_PRUNE (count cut-offs of orders 2, 3, ...: default 0,1,2, which keeps
+# LM_ORDER (default 4), LM_PRUNE (count cut-offs of orders 2, 3, ...: default 0,2,3, which keeps
 # the model file under 30 MiB), LM_WEIGHT, LM_BONUS, LM_BEAM (the decoding defaults stored in the
 # model: LM weight 0.3, insertion bonus 2.5, beam 8, chosen on the dev set, RESULTS.md),
 # MODEL_TYPE (weight matrices of the exported model: q8_0, the default, or f16),
@@ -80,7 +80,7 @@ DECODE_WINDOW=${DECODE_WINDOW:-10}
 LM=${LM:-1}
 LM_ESSAY=${LM_ESSAY:-300}
 LM_ORDER=${LM_ORDER:-4}
-LM_PRUNE=${LM_PRUNE:-0,1,2}
+LM_PRUNE=${LM_PRUNE:-0,2,3}
 LM_WEIGHT=${LM_WEIGHT:-0.3}
 LM_BONUS=${LM_BONUS:-2.5}
 LM_BEAM=${LM_BEAM:-8}
