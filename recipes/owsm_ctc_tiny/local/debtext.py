@@ -667,11 +667,16 @@ def main():
             man.setdefault(MANPAGES[p], set()).update(got)
         words()
         add("manpages", "man", man, a.manpages, "manpages", english)
+    def gather(pkgs, reader):
+        """{lang: sentences} that reader(deb, tmp) finds in the packages, merged."""
+        got = {}
+        for deb in fetch(a.debs, pkgs):
+            for lang, ss in reader(deb, tmp).items():
+                got.setdefault(lang, set()).update(ss)
+        return got
+
     if help_pkgs:
-        hlp = {}
-        for deb in fetch(a.debs, help_pkgs):
-            for lang, got in help_sentences(deb, tmp).items():
-                hlp.setdefault(lang, set()).update(got)
+        hlp = gather(help_pkgs, help_sentences)
         words()
         add("help pages", "help", hlp, a.help_pages, "help", english)
     if a.wordnet > 0:
@@ -680,16 +685,10 @@ def main():
             wn.setdefault("eng", set()).update(wordnet_sentences(deb, tmp))
         add("WordNet examples", "wn", wn, a.wordnet, "wordnet")
     if a.ding > 0:
-        ding = {}
-        for deb in fetch(a.debs, ["trans-de-en"]):
-            for lang, got in ding_sentences(deb, tmp).items():
-                ding.setdefault(lang, set()).update(got)
+        ding = gather(["trans-de-en"], ding_sentences)
         add("Ding examples", "ding", ding, a.ding, "ding")
     if dlg_pkgs:
-        dlg = {}
-        for deb in fetch(a.debs, dlg_pkgs):
-            for lang, got in dialogue_sentences(deb, tmp).items():
-                dlg.setdefault(lang, set()).update(got)
+        dlg = gather(dlg_pkgs, dialogue_sentences)
         words()
         add("dialogue", "dlg", dlg, a.dialogue, "dialogue", english)
     if a.essay > 0:
