@@ -255,6 +255,14 @@ def main():
                 return False
             return True
 
+        def capped_ok(prefix, args, n, what):
+            """Whether args keep exactly n records with ids prefix-*, and a run without them none."""
+            if (sum(r["id"].startswith(prefix) for r in run(*args)) != n
+                    or any(r["id"].startswith(prefix.split("-")[0] + "-") for r in run())):
+                print(f"FAIL: {what}")
+                return False
+            return True
+
         want_f = [("deu", "Wir fahren morgen.", "{}"), ("deu", "Wir fahren morgen mit dem Zug.", "{}"),
                   ("deu", "Öffne sie langsam bitte.", "{}")]
         if not kept_ok("--fortunes", "fort-", run("--fortunes", "10", "--fortune-packages", "fortunes-de"), want_f):
@@ -302,9 +310,8 @@ def main():
         want_w = [("eng", "Open it slowly.", "{}"), ("eng", "We will read the file.", "{}")]
         if not kept_ok("--wordnet", "wn-", run("--wordnet", "10"), want_w):
             return 1
-        if (sum(r["id"].startswith("wn-") for r in run("--wordnet", "1")) != 1
-                or any(r["id"].startswith("wn-") for r in run())):
-            print("FAIL: --wordnet 1 did not keep exactly one sentence, or some were kept without it")
+        if not capped_ok("wn-", ("--wordnet", "1"), 1,
+                         "--wordnet 1 did not keep exactly one sentence, or some were kept without it"):
             return 1
         print(f"ok: --wordnet keeps the {len(want_w)} WordNet example sentences its rules allow, capped")
         # Ding's example sentences: both sides of entries whose parts match in number, three words
@@ -315,9 +322,8 @@ def main():
                   ("eng", "We will take the train now.", "{}")]
         if not kept_ok("--ding", "ding-", run("--ding", "10"), want_d):
             return 1
-        if (sum(r["id"].startswith("ding-deu") for r in run("--ding", "1")) != 1
-                or any(r["id"].startswith("ding-") for r in run())):
-            print("FAIL: --ding 1 did not keep exactly one German sentence, or some were kept without it")
+        if not capped_ok("ding-deu", ("--ding", "1"), 1,
+                         "--ding 1 did not keep exactly one German sentence, or some were kept without it"):
             return 1
         print(f"ok: --ding keeps the {len(want_d)} dictionary example sentences its rules allow, capped")
         # --dialogue: the translated lines, split into sentences (spaces dropped in Chinese); never
@@ -327,9 +333,8 @@ def main():
         game = ("--dialogue-packages", "wesnoth-1.16-data")
         if not kept_ok("--dialogue", "dlg-", run("--dialogue", "10", *game), want_g):
             return 1
-        if (sum(r["id"].startswith("dlg-deu") for r in run("--dialogue", "1", *game)) != 1
-                or any(r["id"].startswith("dlg-") for r in run())):
-            print("FAIL: --dialogue 1 did not keep exactly one German sentence, or some were kept without it")
+        if not capped_ok("dlg-deu", ("--dialogue", "1", *game), 1,
+                         "--dialogue 1 did not keep exactly one German sentence, or some were kept without it"):
             return 1
         r = subprocess.run([sys.executable, script, text, debs, "--packages", "cochlea-test-l10n",
                             "--dialogue", "5", "--dialogue-packages", "wesnoth-xx"], capture_output=True, text=True)

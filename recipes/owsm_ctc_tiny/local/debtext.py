@@ -536,22 +536,19 @@ def main():
         ap.error("--essay writes word fragments for the language model, never spoken: use --out")
     if a.essay > 0 and a.total > 0:
         ap.error("--essay and --total: fragments are not sentences to cap")
-    fort_pkgs = [p for p in a.fortune_packages.split(",") if p] if a.fortunes > 0 else []
-    for p in fort_pkgs:
-        if p not in FORTUNES:
-            raise SystemExit(f"debtext: --fortune-packages: {p} is not one of " + ",".join(FORTUNES))
-    man_pkgs = [p for p in a.manpage_packages.split(",") if p] if a.manpages > 0 else []
-    for p in man_pkgs:
-        if p not in MANPAGES:
-            raise SystemExit(f"debtext: --manpage-packages: {p} is not one of " + ",".join(MANPAGES))
-    dlg_pkgs = [p for p in a.dialogue_packages.split(",") if p] if a.dialogue > 0 else []
-    for p in dlg_pkgs:
-        if p not in DIALOGUE:
-            raise SystemExit(f"debtext: --dialogue-packages: {p} is not one of " + ",".join(DIALOGUE))
-    help_pkgs = [p for p in a.help_packages.split(",") if p] if a.help_pages > 0 else []
-    for p in help_pkgs:
-        if p not in HELP:
-            raise SystemExit(f"debtext: --help-packages: {p} is not one of " + ",".join(HELP))
+    def package_list(flag, value, wanted, known):
+        """The packages named in value (comma-separated) when their source is wanted, each one
+        of known (else a clear error naming flag)."""
+        pkgs = [p for p in value.split(",") if p] if wanted else []
+        for p in pkgs:
+            if p not in known:
+                raise SystemExit(f"debtext: {flag}: {p} is not one of " + ",".join(known))
+        return pkgs
+
+    fort_pkgs = package_list("--fortune-packages", a.fortune_packages, a.fortunes > 0, FORTUNES)
+    man_pkgs = package_list("--manpage-packages", a.manpage_packages, a.manpages > 0, MANPAGES)
+    dlg_pkgs = package_list("--dialogue-packages", a.dialogue_packages, a.dialogue > 0, DIALOGUE)
+    help_pkgs = package_list("--help-packages", a.help_packages, a.help_pages > 0, HELP)
 
     chars, lens, held = {}, {}, set()
     train = []
