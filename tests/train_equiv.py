@@ -4,7 +4,8 @@ computes: the cropped conv2d8 (install_cropped_subsampling) and the channels-las
 convolutions (install_fast_depthwise) give the same CTC loss and the same gradients as
 tests/ref/owsm_ctc.py's forward, in float32, on a small model with a random batch placed in
 windows of silence as training places it; --freeze-subsampling leaves the convolutions without
-gradients and every other gradient as it was.
+gradients and every other gradient as it was; --init with --grow (weights of a shallower model)
+starts the deeper model at the same loss.
 
     train_equiv.py TOKENS_TXT
 """
@@ -87,4 +88,55 @@ rest = [k for k in g0 if k not in conv and k not in ZERO]
 worst = max(rel(g2[k], g0[k]) for k in rest)
 check(abs(l2 - l0) <= 1e-5 * abs(l0) and worst < 1e-4,
       f"--freeze-subsampling: loss {l2:.6f}, other gradients within {worst:.2e} of the plain ones")
+
+# --grow: the 2-layer model's weights in a 4-layer model (layer 4 with cross-attention, which the
+# source's last layer lacks) give the same loss and CTC outputs, and the zeroed branch outputs
+# of the grown layers get gradients, so they learn
+a4 = types.SimpleNamespace(**{**vars(a), "layers": 4, "cross_layers": [2, 4]})
+hp4 = T.ref.HParams(T.make_config(a4, tl))
+path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"train_equiv_{os.getpid()}.pth")
+# trained LayerNorms are not the fresh gain 1 and bias 0, which would hide a wrong norm_final
+gen = torch.Generator().manual_seed(2)
+state = {k: (v + 0.3 * torch.randn(v.shape, generator=gen) if "norm" in k and v.is_floating_point() else v)
+         for k, v in state.items()}
+torch.save(state, path)
+try:
+    g = T.ref.OwsmCtcModel(hp4)
+    T.load_weights(g, path, grow=True)
+    g.train()
+    torch.manual_seed(1)
+    l4, _, _ = T.forward_loss(g, hp4, a, x, prefix, fin, fin, na)
+    m = T.ref.OwsmCtcModel(hp)
+    m.load_state_dict(state)
+    m.train()
+    torch.manual_seed(1)
+    l2, _, _ = T.forward_loss(m, hp, a, x, prefix, fin, fin, na)
+    check(abs(l4.item() - l2.item()) <= 1e-5 * abs(l2.item()),
+          f"--grow 2 -> 4 layers: loss {l4.item():.6f} against {l2.item():.6f}")
+    with torch.no_grad():
+        g.eval(), m.eval()
+        e4, e2 = g.encode(x, [[na]] * B, prefix)[0], m.encode(x, [[na]] * B, prefix)[0]
+        g.train()
+    d = (e4 - e2).abs().max().item()
+    check(d < 1e-4, f"--grow: encoder outputs within {d:.2e} of the 2-layer model's (bound 1e-4)")
+    l4.backward()
+    sd4 = dict(g.named_parameters())
+    for k in ("encoder.encoders.2.merge_proj.weight", "encoder.encoders.3.feed_forward.w_2.weight",
+              "encoder.encoders.3.cross_attn.linear_out.weight"):
+        check(sd4[k].abs().max().item() == 0 and sd4[k].grad.abs().max().item() > 0,
+              f"--grow: {k} starts at zero and gets a gradient")
+    check(torch.equal(sd4["encoder.encoders.2.cgmlp.channel_proj1.0.weight"],
+                      state["encoder.encoders.1.cgmlp.channel_proj1.0.weight"]),
+          "--grow: a grown layer's inner weights are the last layer's")
+    check(float(sd4["encoder.encoders.3.norm_final.weight"].min()) == 1.0
+          and float(sd4["encoder.encoders.3.norm_final.bias"].abs().max()) == 0.0,
+          "--grow: a grown layer's norm_final is plain")
+    for bad_hp in (hp,):
+        try:
+            T.load_weights(T.ref.OwsmCtcModel(bad_hp), path, grow=True)
+            check(False, "--grow to as many layers as the weights have is refused")
+        except ValueError as e:
+            check("growing needs 1 to 1" in str(e), f"--grow to as many layers is refused: {e}")
+finally:
+    os.remove(path)
 sys.exit(1 if FAILS else 0)

@@ -85,12 +85,57 @@ def per_language(idx, n):
     return [m for l in sorted(by) for m in by[l][:n]]
 
 
-def load_weights(model, path):
-    """Model weights from a state_dict .pth (any float dtype) or a train.py checkpoint.pt."""
+# the output layers of an E-Branchformer layer's residual branches: zero, the branch adds nothing
+_BRANCH_OUT = ("feed_forward_macaron.w_2.", "feed_forward.w_2.", "merge_proj.", "cross_attn.linear_out.")
+
+
+def grow_state(sd, model):
+    """sd (a state_dict with fewer encoder layers than model) completed for model: each missing
+    layer is appended after the last one as a copy of sd's last layer whose residual branches
+    end in zero weights (they add nothing) and whose norm_final is plain (gain 1, bias 0), so the
+    grown layers only normalise again what after_norm normalises anyway and the grown model
+    computes what sd's model computes. Cross-attention a grown layer has and sd's last layer has
+    not keeps model's fresh initialisation, with its output layer zero as well. ValueError when
+    sd has no encoder layers, as many as model or more, or other keys than model."""
+    pre = "encoder.encoders."
+    have = sorted({int(k[len(pre):].split(".")[0]) for k in sd if k.startswith(pre)})
+    want = len(model.encoder.encoders)
+    if not have or have != list(range(len(have))) or len(have) >= want:
+        raise ValueError(f"--grow: the initial weights have {len(have)} encoder layers, the model "
+                         f"{want}; growing needs 1 to {want - 1}")
+    last = len(have) - 1
+    out = dict(sd)
+    fresh = model.state_dict()
+    for i in range(len(have), want):
+        for k, v in fresh.items():
+            if not k.startswith(f"{pre}{i}."):
+                continue
+            name = k[len(f"{pre}{i}."):]
+            src = sd.get(f"{pre}{last}.{name}")
+            t = (src if src is not None else v).clone()
+            if name.startswith(_BRANCH_OUT):
+                t.zero_()
+            elif name == "norm_final.weight":
+                t.fill_(1.0)
+            elif name == "norm_final.bias":
+                t.zero_()
+            out[k] = t
+    extra = sorted(set(out) - set(fresh))
+    if extra:
+        raise ValueError(f"--grow: keys the model does not have: {extra[:3]}")
+    return out
+
+
+def load_weights(model, path, grow=False):
+    """Model weights from a state_dict .pth (any float dtype) or a train.py checkpoint.pt; with
+    grow, weights of a shallower model completed by grow_state()."""
     sd = torch.load(path, map_location="cpu", weights_only=False)
     if isinstance(sd.get("model"), dict):
         sd = sd["model"]
-    model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()})
+    sd = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
+    if grow:
+        sd = grow_state(sd, model)
+    model.load_state_dict(sd)
 
 
 def load_trained(work, exp, weights):
@@ -456,7 +501,12 @@ def main():
                          "best.pth when its dev CER is the lowest")
     ap.add_argument("--init", help="start from these model weights (a state_dict .pth, any float dtype) "
                     "with a fresh optimiser and schedule; ignored when the experiment resumes")
+    ap.add_argument("--grow", action="store_true",
+                    help="--init holds a model with fewer encoder layers than --layers: append the "
+                    "missing layers after its last one, made to change nothing at first (see grow_state)")
     a = ap.parse_args()
+    if a.grow and not a.init:
+        ap.error("--grow needs --init (the weights to grow)")
     torch.set_num_threads(a.threads)
     os.makedirs(a.exp, exist_ok=True)
 
@@ -530,8 +580,8 @@ def main():
         log(a.exp, f"resumed at step {step} ({spent / 60:.1f} min trained, best dev CER {best:.4f})")
     else:
         if a.init:
-            load_weights(model, a.init)
-            log(a.exp, f"initialised from {a.init}")
+            load_weights(model, a.init, a.grow)
+            log(a.exp, f"initialised from {a.init}" + (f", grown to {a.layers} layers" if a.grow else ""))
         log(a.exp, f"{n_par} parameters, vocab {len(tl)}, {len(bat.idx)} training utterances "
                    f"({len(idx) - n_core} of them from --extra"
                    f"{f', at most {a.extra_cap} per language' if a.extra_cap > 0 else ''}; "
