@@ -359,6 +359,27 @@ def main():
             print(f"FAIL: --essay into extra.jsonl (spoken text), but exit {r.returncode}: {r.stderr.strip()[-300:]}")
             return 1
         print("ok: --essay keeps the Chinese words its rules allow as counted fragments, for the LM only")
+        # --unknown-chars: "Fahr nach Zürich." has two characters the German training text lacks
+        # (F and ü): kept with deu:2, not with deu:1 or for another language; for --out only
+        def unknown_run(value, out="lm.jsonl"):
+            r = subprocess.run([sys.executable, script, text, debs, "--packages", "cochlea-test-l10n",
+                                "--unknown-chars", value, "--out", out], capture_output=True, text=True)
+            recs = [json.loads(l) for l in open(os.path.join(text, out), encoding="utf-8")] if r.returncode == 0 else []
+            return r, sorted((x["lang"], x["text"]) for x in recs)
+        base = sorted((x[0], x[1]) for x in want)
+        for value, want_u in (("deu:2", sorted(base + [("deu", "Fahr nach Zürich.")])), ("deu:1", base),
+                              ("rus:5,zho:2", base)):
+            r, got_u = unknown_run(value)
+            if got_u != want_u:
+                print(f"FAIL: --unknown-chars {value} kept {got_u} (exit {r.returncode}: {r.stderr.strip()[-300:]})")
+                return 1
+        for value, out, msg in (("deu:2", "extra.jsonl", "never spoken"), ("deu", "lm.jsonl", "LANG:N"),
+                                ("xx:2", "lm.jsonl", "LANG:N")):
+            r, _ = unknown_run(value, out)
+            if r.returncode == 0 or msg not in r.stderr:
+                print(f"FAIL: --unknown-chars {value} --out {out}, but exit {r.returncode}: {r.stderr.strip()[-300:]}")
+                return 1
+        print("ok: --unknown-chars allows that many unseen characters in that language, for the LM only")
         # --total 4 over catalogs (deu 3) + cookies (deu 3) + pages (fra 7): at most 4 of each
         # language over all sources, a subset of what is kept without it, in the same order
         both = ("--fortunes", "10", "--fortune-packages", "fortunes-de",

@@ -50,6 +50,8 @@
 # `cochlea transcribe` decodes with beam search, README "Beam search and language model"; 0: none),
 # LM_ESSAY (stage 1: the Chinese words of Rime's frequency list, rime-essay, go into the LM's text
 # as fragments counted frequency / LM_ESSAY times, debtext.py --essay; default 300; 0: none),
+# LM_UNKNOWN (stage 1: debtext.py --unknown-chars for the LM's text, the languages whose sentences
+# may hold a few characters their training text lacks; default kor:3; empty: none),
 # LM_ORDER (default 4), LM_PRUNE (count cut-offs of orders 2, 3, ...: default 0,2,3, which keeps
 # the model file under 30 MiB), LM_WEIGHT, LM_BONUS, LM_BEAM (the decoding defaults stored in the
 # model: LM weight 0.3, insertion bonus 2.5, beam 8, chosen on the dev set, RESULTS.md),
@@ -79,6 +81,7 @@ EXTRA_REST_PER_LANG=${EXTRA_REST_PER_LANG:-0}
 DECODE_WINDOW=${DECODE_WINDOW:-10}
 LM=${LM:-1}
 LM_ESSAY=${LM_ESSAY:-300}
+LM_UNKNOWN=${LM_UNKNOWN-kor:3}
 LM_ORDER=${LM_ORDER:-4}
 LM_PRUNE=${LM_PRUNE:-0,2,3}
 LM_WEIGHT=${LM_WEIGHT:-0.3}
@@ -144,7 +147,7 @@ if stage 1; then
             # text only (never spoken), so no caps: every sentence the rules keep
             "$PY" "$L/debtext.py" "$WORK/text" "$WORK/debian" --per-lang 1000000 --fortunes 1000000 \
                 --manpages 1000000 --help-pages 1000000 --wordnet 1000000 --ding 1000000 \
-                --dialogue 1000000 --essay "$LM_ESSAY" --out lm.jsonl
+                --dialogue 1000000 --essay "$LM_ESSAY" --unknown-chars "$LM_UNKNOWN" --out lm.jsonl
         fi
     fi
     [ "$EXTRA" = 1 ] && [ "$LM" = 1 ] || rm -f "$WORK/text/lm.jsonl"

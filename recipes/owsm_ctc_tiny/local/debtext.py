@@ -101,6 +101,13 @@ boundaries: they teach the language model which characters make words (that the 
 "mei guo" are 美国 and not 没过), which the few Chinese sentences cannot. Not with extra.jsonl
 (fragments are never spoken).
 
+With --unknown-chars LANG:N[,LANG:N...], a sentence of LANG may hold up to N distinct characters
+that LANG's training text never uses (the other rules stay). For the language model only (not
+with extra.jsonl): the model cannot write those characters, but the sentences around them still
+teach it which known ones follow which. Korean has far more syllable blocks than its 700
+training sentences use, so most of its translated sentences hold at least one unseen block; with
+kor:3 the language model gets 16,318 more Korean sentences (dev CER, Korean, 24.3 -> 22.7 %).
+
 --out NAME writes TEXT_DIR/NAME instead of extra.jsonl (stage 1 writes lm.jsonl this way, with
 no caps, for the language model of stage 3; --rest is then not allowed).
 
@@ -516,6 +523,9 @@ def main():
     ap.add_argument("--essay", type=float, default=0,
                     help="Chinese words of Rime's essay (rime-essay) as language-model fragments, "
                          "count = frequency / this (0: none)")
+    ap.add_argument("--unknown-chars", dest="unknown_chars", default="",
+                    help="LANG:N[,LANG:N]: a LANG sentence may hold up to N distinct characters that "
+                         "LANG's training text does not use (language-model text only: not with extra.jsonl)")
     ap.add_argument("--total", type=int, default=0,
                     help="at most this many sentences per language over all sources together, a "
                          "seeded random choice made last (0: no limit; stage 2 speaks every sentence kept)")
@@ -536,6 +546,16 @@ def main():
         ap.error("--essay writes word fragments for the language model, never spoken: use --out")
     if a.essay > 0 and a.total > 0:
         ap.error("--essay and --total: fragments are not sentences to cap")
+    unknown = {}
+    for item in [x for x in a.unknown_chars.split(",") if x]:
+        lang, _, n = item.partition(":")
+        if lang not in LOCALES or not n.isdigit():
+            ap.error(f"--unknown-chars {item}: LANG:N with LANG one of {','.join(sorted(LOCALES))} "
+                     "and N a number of characters")
+        unknown[lang] = int(n)
+    if unknown and a.out == "extra.jsonl":
+        ap.error("--unknown-chars: sentences with characters the tokenizer never saw are for the "
+                 "language model, never spoken: use --out")
     def package_list(flag, value, wanted, known):
         """The packages named in value (comma-separated) when their source is wanted, each one
         of known (else a clear error naming flag)."""
@@ -580,7 +600,7 @@ def main():
 
     def keep(lang, s):
         return (shape_ok(lang, s) and len(s) <= maxlen.get(lang, 0) and s not in held
-                and set(s.replace(" ", "")) <= chars.get(lang, set()))
+                and len(set(s.replace(" ", "")) - chars.get(lang, set())) <= unknown.get(lang, 0))
 
     # English originals: normalised once (text.py's normalisation of English is norm() alone)
     eng_src = sorted({k for v in raw.values() for _, k in v if shape_ok("eng", T.norm(k))})
