@@ -30,8 +30,10 @@
 # bonus adds an "o" to Spanish "hermano", which greedy decoding of the same network gets right:
 # `--beam-size 1`), CER 1.7 %, language right for 6 of 7, translation wrong ("The de table.").
 # Session 21's LM (more text: game dialogue, Chinese word frequencies) gives the same seven outputs.
-MIN_EXACT=4
-MAX_CER=2
+# Session 22 (run 21: the network grown to 8 layers, and more Korean LM text): 5 of 7 exact
+# (zh-school.wav too), CER 0.8 %, language right for 6 of 7, translation still "The de table.".
+MIN_EXACT=5
+MAX_CER=1
 MIN_LID=6
 
 s="$top_srcdir/samples"
