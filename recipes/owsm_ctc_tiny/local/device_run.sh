@@ -10,13 +10,15 @@
 # last.pth and average.pth (the mean of the last AVERAGE validations).
 # Env: OUT, DEV (cuda), NJ (synth jobs, 16), BUDGET (s, 540), HEAD (first lines of each text only:
 # a quick local rehearsal), BATCH (96), LR (5e-4), WARMUP (150), SEED (8), VALID (250),
-# AVERAGE (6), W (work folder, /tmp/w).
+# AVERAGE (6), W (work folder, /tmp/w), LAYERS and CROSS (the encoder layers and the ones with
+# cross-attention: 8 and 3,6, the committed model's since run 21).
 set -u
 PY=${PY:-python3}
 T0=$(date +%s)
 DEV=${DEV:-cuda}; NJ=${NJ:-16}; BUDGET=${BUDGET:-540}; HEAD=${HEAD:-0}; BATCH=${BATCH:-96}
 LR=${LR:-5e-4}; WARMUP=${WARMUP:-150}; SEED=${SEED:-8}; VALID=${VALID:-250}; AVERAGE=${AVERAGE:-6}
 INIT=${INIT:-models/owsm-ctc-tiny.gguf}
+LAYERS=${LAYERS:-8}; CROSS=${CROSS:-3,6}
 G=$PWD/.gpu
 [ -d "$G" ] || { mkdir -p "$G" && tar xzf "$G.tar.gz" -C "$G"; } || { echo "no .gpu bundle" >&2; exit 1; }
 export PATH=$G/espeak/bin:$PATH PYTHONUNBUFFERED=1
@@ -58,7 +60,7 @@ mins=$($PY -c "print(round(max(0.3, ($left - 75) / 60), 2))")
 say "training for $mins min"
 # shellcheck disable=SC2086
 $PY $R/train.py --train "$W/train" --dev "$W/dev" --tok "$G/tok" --exp "$W/exp" $extra --device "$DEV" \
-    --d-model 192 --ffn 768 --cgmlp 768 --prompt-ffn 384 --init "$W/init.pth" --lr "$LR" --warmup "$WARMUP" \
+    --d-model 192 --ffn 768 --cgmlp 768 --prompt-ffn 384 --layers "$LAYERS" --cross-layers "$CROSS" --init "$W/init.pth" --lr "$LR" --warmup "$WARMUP" \
     --batch "$BATCH" --st-prob 0.15 --schedule-minutes "$mins" --max-steps 1000000 --valid-every "$VALID" \
     --ckpt-every 1000000 --valid-utts 15 --threads 8 --freeze-subsampling --average "$AVERAGE" > "$W/train.out" 2>&1
 grep -v "^\s*$" "$W/train.out" | tail -8 | tee -a "$L"
