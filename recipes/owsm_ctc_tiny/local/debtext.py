@@ -106,7 +106,7 @@ that LANG's training text never uses (the other rules stay). For the language mo
 with extra.jsonl): the model cannot write those characters, but the sentences around them still
 teach it which known ones follow which. Korean has far more syllable blocks than its 700
 training sentences use, so most of its translated sentences hold at least one unseen block; with
-kor:3 the language model gets 16,318 more Korean sentences (dev CER, Korean, 24.3 -> 22.7 %).
+kor:3 the language model gets 9,090 more Korean sentences (dev CER, Korean, 24.3 -> 22.7 %).
 
 --out NAME writes TEXT_DIR/NAME instead of extra.jsonl (stage 1 writes lm.jsonl this way, with
 no caps, for the language model of stage 3; --rest is then not allowed).
