@@ -532,10 +532,21 @@ static int read_tensors(loader *L)
     return COCHLEA_OK;
 }
 
+/* Entry i of an I16 (read as unsigned) or I32 tensor. */
+static int64_t lm_int(const tensor *t, int64_t i)
+{
+    return t->type == COCHLEA_TYPE_I16 ? (int64_t)((const uint16_t *)t->data)[i] : (int64_t)((const int32_t *)t->data)[i];
+}
+
 /* The embedded language model (README "Beam search and language model"): keys owsm_ctc.lm.order,
- * lm.weight, lm.insertion_bonus, lm.beam_size; for each order N tensors lm.N.ids (I16 read as
- * unsigned, or I32; ne = {N, count}), lm.N.logp (F16 or F32, log10 probabilities, [count]) and, below
- * the top order, lm.N.bow (back-off weights, log10, [count]). */
+ * lm.weight, lm.insertion_bonus, lm.beam_size; for each order N tensors lm.N.logp (F16 or F32,
+ * log10 probabilities, [count]) and, below the top order, lm.N.bow (back-off weights, log10,
+ * [count]), and the n-grams' tokens in one of two layouts (I16 read as unsigned, or I32):
+ *   - flat: lm.N.ids, ne = {N, count}, each n-gram's N tokens;
+ *   - trie (when lm.1.fanout exists): lm.N.ids, ne = {1, count}, each n-gram's last token, and
+ *     below the top order lm.N.fanout [count], how many (N+1)-grams extend each N-gram; the
+ *     (N+1)-grams come grouped by the N-gram they extend, in its order, so their first N tokens
+ *     are those of that N-gram. */
 static int read_lm(loader *L)
 {
     owsm_model *m = L->m;
@@ -551,7 +562,9 @@ static int read_lm(loader *L)
         return err_prefix(rc, "%s", L->label);
     if (!isfinite(w) || !isfinite(b) || w < 0 || w > 100 || fabs(b) > 100)
         return err_set(COCHLEA_EFORMAT, "%s: LM weight %g / insertion bonus %g out of range", L->label, w, b);
+    const int trie = order > 1 && gguf_find_tensor(f, "lm.1.fanout") >= 0;
     const tensor *ids[NGRAM_MAX_ORDER + 1], *lp[NGRAM_MAX_ORDER + 1], *bo[NGRAM_MAX_ORDER + 1];
+    const tensor *fan[NGRAM_MAX_ORDER + 1];
     size_t total = 0;
     for (int n = 1; n <= order; n++) {
         char name[64];
@@ -559,17 +572,28 @@ static int read_lm(loader *L)
         if ((rc = gguf_get_tensor(f, name, &ids[n])))
             return rc;
         const int64_t cnt = ids[n]->ne[1];
+        const int width = trie ? 1 : n;
         if ((ids[n]->type != COCHLEA_TYPE_I16 && ids[n]->type != COCHLEA_TYPE_I32) || ids[n]->n_dims > 2 ||
-            ids[n]->ne[0] != n)
-            return err_set(COCHLEA_EFORMAT, "%s: tensor %s must be I16 or I32 of shape {%d, count}", L->label, name, n);
+            ids[n]->ne[0] != width)
+            return err_set(COCHLEA_EFORMAT, "%s: tensor %s must be I16 or I32 of shape {%d, count}%s", L->label, name,
+                           width, trie ? " (the trie layout: lm.1.fanout exists)" : "");
         snprintf(name, sizeof name, "lm.%d.logp", n);
         if ((rc = gguf_get_tensor(f, name, &lp[n])))
             return rc;
-        bo[n] = NULL;
+        bo[n] = fan[n] = NULL;
         if (n < order) {
             snprintf(name, sizeof name, "lm.%d.bow", n);
             if ((rc = gguf_get_tensor(f, name, &bo[n])))
                 return rc;
+            if (trie) {
+                snprintf(name, sizeof name, "lm.%d.fanout", n);
+                if ((rc = gguf_get_tensor(f, name, &fan[n])))
+                    return rc;
+                if ((fan[n]->type != COCHLEA_TYPE_I16 && fan[n]->type != COCHLEA_TYPE_I32) || fan[n]->n_dims != 1 ||
+                    fan[n]->ne[0] != cnt)
+                    return err_set(COCHLEA_EFORMAT, "%s: tensor %s must be I16 or I32 of shape {%lld}", L->label, name,
+                                   (long long)cnt);
+            }
         }
         for (int k = 0; k < 2; k++) {
             const tensor *t = k ? bo[n] : lp[n];
@@ -579,20 +603,50 @@ static int read_lm(loader *L)
         }
         total += (size_t)cnt;
     }
+    for (int n = 1; trie && n < order; n++) {
+        int64_t sum = 0;
+        for (int64_t i = 0; i < fan[n]->ne[0]; i++) {
+            const int64_t v = lm_int(fan[n], i);
+            if (v < 0)
+                return err_set(COCHLEA_EFORMAT, "%s: lm.%d.fanout entry %lld is negative", L->label, n, (long long)i);
+            sum += v;
+        }
+        if (sum != ids[n + 1]->ne[1])
+            return err_set(COCHLEA_EFORMAT, "%s: lm.%d.fanout adds up to %lld, but there are %lld %d-grams", L->label, n,
+                           (long long)sum, (long long)ids[n + 1]->ne[1], n + 1);
+    }
     if ((rc = ngram_new((int)order, total, &m->lm)))
         return err_prefix(rc, "%s", L->label);
-    for (int n = 1; n <= order; n++) {
+    /* trie: the previous order's n-grams in full (what the next order's n-grams extend) */
+    int32_t *prev = NULL, *cur = NULL;
+    for (int n = 1; n <= order && !rc; n++) {
         const int64_t cnt = ids[n]->ne[1];
-        for (int64_t i = 0; i < cnt; i++) {
+        if (trie && !(cur = malloc((size_t)(cnt ? cnt : 1) * (size_t)n * sizeof *cur))) {
+            rc = err_set(COCHLEA_ENOMEM, "out of memory");
+            break;
+        }
+        int64_t parent = -1, left = 0; /* trie: the n-gram this one extends, and its children still to come */
+        for (int64_t i = 0; i < cnt && !rc; i++) {
             int32_t g[NGRAM_MAX_ORDER];
-            for (int k = 0; k < n; k++) {
-                int64_t v = ids[n]->type == COCHLEA_TYPE_I16 ? (int64_t)((const uint16_t *)ids[n]->data)[i * n + k]
-                                                             : (int64_t)((const int32_t *)ids[n]->data)[i * n + k];
-                if (v < 0 || v >= m->hp.vocab)
-                    return err_set(COCHLEA_ERANGE, "%s: lm.%d.ids holds token id %lld outside the vocabulary (%lld)",
-                                   L->label, n, (long long)v, (long long)m->hp.vocab);
+            if (trie && n > 1) {
+                while (left == 0)
+                    left = lm_int(fan[n - 1], ++parent); /* the sum check keeps parent in range */
+                left--;
+                memcpy(g, prev + parent * (n - 1), (size_t)(n - 1) * sizeof *g);
+            }
+            for (int k = trie ? n - 1 : 0; k < n; k++) {
+                const int64_t v = lm_int(ids[n], trie ? i : i * n + k);
+                if (v < 0 || v >= m->hp.vocab) {
+                    rc = err_set(COCHLEA_ERANGE, "%s: lm.%d.ids holds token id %lld outside the vocabulary (%lld)",
+                                 L->label, n, (long long)v, (long long)m->hp.vocab);
+                    break;
+                }
                 g[k] = (int32_t)v;
             }
+            if (rc)
+                break;
+            if (trie)
+                memcpy(cur + i * n, g, (size_t)n * sizeof *g);
             double p = lp[n]->type == COCHLEA_TYPE_F16 ? fp16_to_f32(((const uint16_t *)lp[n]->data)[i])
                                                         : ((const float *)lp[n]->data)[i];
             double q = 0.0;
@@ -600,12 +654,18 @@ static int read_lm(loader *L)
                 q = bo[n]->type == COCHLEA_TYPE_F16 ? fp16_to_f32(((const uint16_t *)bo[n]->data)[i])
                                                     : ((const float *)bo[n]->data)[i];
             if (!isfinite(p) || !isfinite(q) || p > 1e-3 || p < -1e4 || fabs(q) > 1e4)
-                return err_set(COCHLEA_EFORMAT, "%s: lm.%d entry %lld: log-probability %g / back-off %g out of range",
-                               L->label, n, (long long)i, p, q);
-            if ((rc = ngram_put(m->lm, g, n, (float)(p * NGRAM_LN10), (float)(q * NGRAM_LN10))))
-                return err_prefix(rc, "%s", L->label);
+                rc = err_set(COCHLEA_EFORMAT, "%s: lm.%d entry %lld: log-probability %g / back-off %g out of range",
+                             L->label, n, (long long)i, p, q);
+            else if ((rc = ngram_put(m->lm, g, n, (float)(p * NGRAM_LN10), (float)(q * NGRAM_LN10))))
+                rc = err_prefix(rc, "%s", L->label);
         }
+        free(prev);
+        prev = cur;
+        cur = NULL;
     }
+    free(prev);
+    if (rc)
+        return rc;
     if (ngram_count(m->lm, 1) == 0)
         return err_set(COCHLEA_EFORMAT, "%s: the embedded language model has no unigram", L->label);
     ngram_finish(m->lm, m->hp.unk_id);

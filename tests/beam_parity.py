@@ -110,11 +110,12 @@ def main():
     tokens = GGUFReader(base).kv["tokenizer.ggml.tokens"].value
     wavs = sorted(f for f in os.listdir(SAMPLES) if f.endswith(".wav"))
     # the pieces greedy decoding finds, so that the LM's n-grams meet the search
-    seen = set()
+    seen, paths = set(), []
     for w in wavs:
         rc, out, err = run(["transcribe", "-m", base, "-q", "-t", "2", "-f", "json", os.path.join(SAMPLES, w)])
         if rc == 0:
-            seen |= {t["piece"] for t in json.loads(out)["tokens"] if not CB.is_special(t["piece"])}
+            paths.append([t["piece"] for t in json.loads(out)["tokens"] if not CB.is_special(t["piece"])])
+            seen |= set(paths[-1])
     check(len(seen) > 20, f"greedy decoding of the samples finds pieces ({len(seen)})")
     arpa = os.path.join(tmp, "lm.arpa")
     write_arpa(arpa, tokens, sorted(seen), rng)
@@ -172,6 +173,51 @@ def main():
                      "--lm-weight", "1.5", "--insertion-bonus", "0.75", os.path.join(SAMPLES, w)])
             ok = a[0] == 0 and b[0] == 0 and tokens_of(json.loads(a[1]))[0] == tokens_of(json.loads(b[1]))[0]
             check(ok, f"{w}: the embedded LM and its defaults give the tokens of --lm FILE.arpa")
+        # the older flat layout (every n-gram's tokens in full) is read too, and is larger
+        flat = os.path.join(tmp, "flat.gguf")
+        p = subprocess.run([PY, os.path.join(TOP, "tools", "embed_lm.py"), base, arpa, flat, "--lm-weight", "1.5",
+                            "--insertion-bonus", "0.75", "--beam-size", "6", "--flat"], capture_output=True, text=True)
+        shapes = {t.name: list(t.ne) for t in GGUFReader(flat).tensors if t.name.startswith("lm.")} \
+            if p.returncode == 0 else {}
+        check(shapes.get("lm.3.ids", [0])[0] == 3 and "lm.1.fanout" not in shapes,
+              "embed_lm.py --flat writes the flat layout (lm.3.ids holds 3 tokens per 3-gram, no fanout)")
+        for w in wavs[:2]:
+            a = run(["transcribe", "-m", flat, "-q", "-t", "2", "-f", "json", os.path.join(SAMPLES, w)])
+            b = run(["transcribe", "-m", emb, "-q", "-t", "2", "-f", "json", os.path.join(SAMPLES, w)])
+            ok = a[0] == 0 and b[0] == 0 and tokens_of(json.loads(a[1]))[0] == tokens_of(json.loads(b[1]))[0]
+            check(ok, f"{w}: the flat layout gives the tokens of the trie layout")
+        # an ARPA file whose 3-grams lack their 2-gram prefix: the trie gets those prefixes with
+        # the back-off probability, so scores (and tokens) stay those of --lm FILE.arpa. The added
+        # 3-grams follow the greedy paths (likely 3-grams of the search: their prefixes are scored).
+        bigrams = {tuple(ln.split("\t")[1].split(" ")) for ln in open(arpa, encoding="utf-8").read()
+                   .split("\\2-grams:")[1].split("\\3-grams:")[0].splitlines() if ln.strip()}
+        extra = {}
+        for path in paths:
+            for a3 in zip(path, path[1:], path[2:]):
+                if a3[:2] not in bigrams:
+                    extra[a3] = q(-rng.uniform(0.01, 0.3))
+        text = open(arpa, encoding="utf-8").read()
+        n3 = int(text.split("ngram 3=")[1].split("\n")[0])
+        text = text.replace(f"ngram 3={n3}", f"ngram 3={n3 + len(extra)}").replace(
+            "\n\\end\\", "".join(f"{p:.8f}\t{' '.join(g)}\n" for g, p in extra.items()) + "\n\\end\\")
+        arpa2, emb2 = os.path.join(tmp, "lm2.arpa"), os.path.join(tmp, "emb2.gguf")
+        with open(arpa2, "w", encoding="utf-8") as f:
+            f.write(text)
+        p = subprocess.run([PY, os.path.join(TOP, "tools", "embed_lm.py"), base, arpa2, emb2, "--lm-weight", "1.5",
+                            "--insertion-bonus", "0.75", "--beam-size", "6"], capture_output=True, text=True)
+        check(p.returncode == 0 and f"{len({g[:2] for g in extra})} missing prefixes added" in p.stderr
+              and len(extra) > 20, f"embed_lm.py adds the missing prefixes of {len(extra)} 3-grams "
+              f"({p.stderr.strip()[-80:]})")
+        differ = 0
+        for w in wavs:
+            a = run(["transcribe", "-m", emb2, "-q", "-t", "2", "-f", "json", os.path.join(SAMPLES, w)])
+            b = run(["transcribe", "-m", base, "-q", "-t", "2", "-f", "json", "--lm", arpa2, "--beam-size", "6",
+                     "--lm-weight", "1.5", "--insertion-bonus", "0.75", os.path.join(SAMPLES, w)])
+            c = run(["transcribe", "-m", emb, "-q", "-t", "2", "-f", "json", os.path.join(SAMPLES, w)])
+            ok = a[0] == 0 and b[0] == 0 and tokens_of(json.loads(a[1]))[0] == tokens_of(json.loads(b[1]))[0]
+            check(ok, f"{w}: added prefixes: the embedded LM gives the tokens of --lm FILE.arpa")
+            differ += c[0] == 0 and a[0] == 0 and tokens_of(json.loads(a[1]))[0] != tokens_of(json.loads(c[1]))[0]
+        check(differ >= 1, f"the added 3-grams change the output of {differ} samples (>= 1)")
         # an ARPA LM replaces the embedded one; --no-lm drops it
         a = run(["transcribe", "-m", emb, "-q", "-t", "2", "-f", "json", "--beam-size", "1",
                  os.path.join(SAMPLES, wavs[0])])
@@ -228,6 +274,14 @@ def main():
             ("an infinite log-probability", lambda t: (np.full(t.shape, np.inf, np.float32), "f32")
              if t.name == "lm.2.logp" else None, None, "out of range"),
             ("order 9", None, {"owsm_ctc.lm.order": 9}, "lm.order"),
+            ("fanouts that do not add up", lambda t: (t.numpy() + np.eye(1, t.shape[0], dtype=np.int16)[0], "i16")
+             if t.name == "lm.1.fanout" else None, None, "adds up to"),
+            ("a negative fanout", lambda t: (t.numpy().view(np.uint16).astype(np.int32) + np.eye(1, t.shape[0], 1,
+             dtype=np.int32)[0] * 2 - np.eye(1, t.shape[0], dtype=np.int32)[0] * 2**20, "i32")
+             if t.name == "lm.2.fanout" else None, None, "negative"),
+            ("a missing fanout", lambda t: "drop" if t.name == "lm.2.fanout" else None, None, "lm.2.fanout"),
+            ("flat ids in the trie layout", lambda t: (np.repeat(t.numpy(), 2, axis=1), "i16")
+             if t.name == "lm.2.ids" else None, None, "lm.2.ids must be"),
         ]
         assert V < 30000
         for what, fn, kv, needle in bad:

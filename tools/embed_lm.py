@@ -2,17 +2,23 @@
 """Embed a token n-gram language model (ARPA) into an OWSM-CTC .gguf, for beam search.
 
     python3 tools/embed_lm.py MODEL.gguf LM.arpa OUT.gguf [--lm-weight W] [--insertion-bonus B]
-                              [--beam-size N]
+                              [--beam-size N] [--flat]
     python3 tools/embed_lm.py MODEL.gguf --remove OUT.gguf
 
 The ARPA file's words are the model's pieces (tokenizer.ggml.tokens), "<s>" (the model's <sos>),
 "</s>" (<eos>) and "<unk>"; n-grams with other words are left out (and counted). `cochlea
 transcribe` then decodes with CTC prefix beam search and this LM by default (README "Beam search
 and language model"). Storage (asr/owsm_model.c read_lm): keys owsm_ctc.lm.order, lm.weight,
-lm.insertion_bonus, lm.beam_size; per order N tensors lm.N.ids (token ids, ne = {N, count}; I16
-holding unsigned values when the vocabulary has at most 65536 tokens, else I32), lm.N.logp and,
-below the top order, lm.N.bow (log10, F16). F16 keeps about 3 significant digits of the log10
-values (the ARPA's own precision is what `--lm FILE.arpa` uses).
+lm.insertion_bonus, lm.beam_size; per order N tensors lm.N.logp and, below the top order,
+lm.N.bow (log10, F16), and the tokens as a trie: lm.N.ids (ne = {1, count}) holds each n-gram's
+last token and lm.N.fanout (below the top order) how many (N+1)-grams extend each N-gram; the
+n-grams of each order are sorted by their tokens, so the (N+1)-grams come grouped by the N-gram
+they extend (I16 holding unsigned values when the vocabulary, and every fanout, is at most 65536,
+else I32). An n-gram whose prefix the ARPA file lacks gets that prefix added with the
+probability back-off gives it and back-off weight 0, which changes no score. --flat writes the
+older layout instead: lm.N.ids with ne = {N, count}, every n-gram's N tokens (about a third
+larger; both are read). F16 keeps about 3 significant digits of the log10 values (the ARPA's own
+precision is what `--lm FILE.arpa` uses).
 """
 import argparse
 import os
@@ -29,6 +35,33 @@ MAX_ORDER = 6
 
 class EmbedError(Exception):
     pass
+
+
+def with_prefixes(grams, order, unk):
+    """grams ({order: [(ids, log10 p, log10 bow)]}) as {order: {ids tuple: (p, bow)}} in which every
+    n-gram's prefix is an n-gram too: a missing prefix is added with the log10 probability that
+    back-off gives it (asr/ngram.h) and back-off weight 0, so that no score changes."""
+    d = {n: {tuple(g): (p, b) for g, p, b in grams[n]} for n in range(1, order + 1)}
+    orig = {n: dict(d[n]) for n in d}
+    unk_p = orig[1][(unk,)][0] if (unk,) in orig[1] else -99.0
+
+    def backoff(g):
+        acc = 0.0
+        for k in range(len(g) - 1, -1, -1):
+            h = g[len(g) - 1 - k:-1]
+            e = orig[k + 1].get(h + g[-1:])
+            if e:
+                return acc + e[0]
+            if k == 0:
+                return acc + unk_p
+            acc += orig[k].get(h, (0.0, 0.0))[1]
+        return acc
+
+    for n in range(order, 1, -1):
+        for g in list(d[n]):
+            if g[:-1] not in d[n - 1]:
+                d[n - 1][g[:-1]] = (backoff(g[:-1]), 0.0)
+    return d
 
 
 def read_arpa(path, tid):
@@ -88,6 +121,7 @@ def main(argv=None):
     ap.add_argument("--insertion-bonus", dest="bonus", type=float, default=1.0)
     ap.add_argument("--beam-size", dest="beam", type=int, default=8)
     ap.add_argument("--remove", action="store_true", help="write the model without any embedded LM")
+    ap.add_argument("--flat", action="store_true", help="the older, larger layout: every n-gram's tokens in full")
     a = ap.parse_args(argv)
     try:
         if bool(a.arpa) == a.remove:
@@ -115,19 +149,36 @@ def main(argv=None):
             w.add_f32(A + "lm.insertion_bonus", a.bonus)
             w.add_u32(A + "lm.beam_size", a.beam)
             small = len(tokens) <= 65536
-            for n in range(1, order + 1):
-                g = grams[n]
-                ids = np.array([x[0] for x in g], dtype=np.int64).reshape(len(g), n)
-                if small:
-                    w.add_tensor(f"lm.{n}.ids", ids.astype(np.uint16).view(np.int16), "i16")
+
+            def ints(name, v):
+                v = np.asarray(v, dtype=np.int64)
+                if small and (v.size == 0 or v.max() < 65536):
+                    w.add_tensor(name, v.astype(np.uint16).view(np.int16), "i16")
                 else:
-                    w.add_tensor(f"lm.{n}.ids", ids.astype(np.int32), "i32")
-                w.add_tensor(f"lm.{n}.logp", np.array([x[1] for x in g], dtype=np.float32), "f16")
+                    w.add_tensor(name, v.astype(np.int32), "i32")
+
+            if a.flat:
+                d = {n: {tuple(g): (p, b) for g, p, b in grams[n]} for n in range(1, order + 1)}
+            else:
+                d = with_prefixes(grams, order, tid.get("<unk>", -1))
+            added = sum(len(d[n]) - len(set(tuple(g) for g, _, _ in grams[n])) for n in d)
+            keys = {n: sorted(d[n]) for n in d}
+            for n in range(1, order + 1):
+                k = keys[n]
+                ids = np.array(k, dtype=np.int64).reshape(len(k), n)
+                ints(f"lm.{n}.ids", ids if a.flat else ids[:, -1:])
+                w.add_tensor(f"lm.{n}.logp", np.array([d[n][g][0] for g in k], dtype=np.float32), "f16")
                 if n < order:
-                    w.add_tensor(f"lm.{n}.bow", np.array([x[2] for x in g], dtype=np.float32), "f16")
+                    w.add_tensor(f"lm.{n}.bow", np.array([d[n][g][1] for g in k], dtype=np.float32), "f16")
+                    if not a.flat:
+                        pos = {g: i for i, g in enumerate(k)}
+                        fan = np.zeros(len(k), dtype=np.int64)
+                        for g in keys[n + 1]:
+                            fan[pos[g[:-1]]] += 1
+                        ints(f"lm.{n}.fanout", fan)
             counts = ", ".join(f"{len(grams[n])} {n}-grams" for n in range(1, order + 1))
-            print(f"embed_lm: {counts} ({skipped} left out: words that are not pieces of the model)",
-                  file=sys.stderr)
+            print(f"embed_lm: {counts} ({skipped} left out: words that are not pieces of the model"
+                  + (f"; {added} missing prefixes added" if added else "") + ")", file=sys.stderr)
         w.write(a.out)
     except (EmbedError, GGUFError, OSError, ValueError, KeyError) as e:
         print(f"embed_lm: error: {e}", file=sys.stderr)

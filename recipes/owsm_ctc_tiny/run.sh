@@ -53,7 +53,7 @@
 # LM_UNKNOWN (stage 1: debtext.py --unknown-chars for the LM's text, the languages whose sentences
 # may hold a few characters their training text lacks; default kor:3; empty: none),
 # LM_ORDER (default 4), LM_PRUNE (count cut-offs of orders 2, 3, ...: default 0,2,3, which keeps
-# the model file under 30 MiB), LM_WEIGHT, LM_BONUS, LM_BEAM (the decoding defaults stored in the
+# the model file under 30 MB), LM_WEIGHT, LM_BONUS, LM_BEAM (the decoding defaults stored in the
 # model: LM weight 0.3, insertion bonus 2.5, beam 8, chosen on the dev set, RESULTS.md),
 # MODEL_TYPE (weight matrices of the exported model: q8_0, the default, or f16),
 # INSTALL=1 (stage 5 copies the model to models/, stage 7 writes samples/; off by default so
@@ -233,8 +233,8 @@ if stage 5; then
     fi
     size=$(wc -c <"$WORK/export/owsm-ctc-tiny.gguf")
     echo "run.sh: model $WORK/export/owsm-ctc-tiny.gguf: $size bytes" >&2
-    if [ "$size" -gt 31457280 ]; then
-        echo "run.sh: the model is larger than 30 MiB" >&2
+    if [ "$size" -gt 30000000 ]; then
+        echo "run.sh: the model is larger than 30 MB (30,000,000 bytes)" >&2
         exit 1
     fi
     if [ "$INSTALL" = 1 ]; then
