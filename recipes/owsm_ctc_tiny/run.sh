@@ -52,7 +52,7 @@
 # as fragments counted frequency / LM_ESSAY times, debtext.py --essay; default 300; 0: none),
 # LM_UNKNOWN (stage 1: debtext.py --unknown-chars for the LM's text, the languages whose sentences
 # may hold a few characters their training text lacks; default kor:3; empty: none),
-# LM_ORDER (default 4), LM_PRUNE (count cut-offs of orders 2, 3, ...: default 0,2,3, which keeps
+# LM_ORDER (default 4), LM_PRUNE (count cut-offs of orders 2, 3, ...: default 0,2,2, which keeps
 # the model file under 30 MB), LM_WEIGHT, LM_BONUS, LM_BEAM (the decoding defaults stored in the
 # model: LM weight 0.3, insertion bonus 2.5, beam 8, chosen on the dev set, RESULTS.md),
 # MODEL_TYPE (weight matrices of the exported model: q8_0, the default, or f16),
@@ -83,7 +83,7 @@ LM=${LM:-1}
 LM_ESSAY=${LM_ESSAY:-300}
 LM_UNKNOWN=${LM_UNKNOWN-kor:3}
 LM_ORDER=${LM_ORDER:-4}
-LM_PRUNE=${LM_PRUNE:-0,2,3}
+LM_PRUNE=${LM_PRUNE:-0,2,2}
 LM_WEIGHT=${LM_WEIGHT:-0.3}
 LM_BONUS=${LM_BONUS:-2.5}
 LM_BEAM=${LM_BEAM:-8}
