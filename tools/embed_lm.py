@@ -37,11 +37,10 @@ class EmbedError(Exception):
     pass
 
 
-def with_prefixes(grams, order, unk):
-    """grams ({order: [(ids, log10 p, log10 bow)]}) as {order: {ids tuple: (p, bow)}} in which every
-    n-gram's prefix is an n-gram too: a missing prefix is added with the log10 probability that
-    back-off gives it (asr/ngram.h) and back-off weight 0, so that no score changes."""
-    d = {n: {tuple(g): (p, b) for g, p, b in grams[n]} for n in range(1, order + 1)}
+def add_prefixes(d, order, unk):
+    """Make every n-gram's prefix an n-gram of d ({order: {ids tuple: (log10 p, log10 bow)}}): a
+    missing prefix is added with the log10 probability that back-off gives it (asr/ngram.h) and
+    back-off weight 0, so that no score changes. Returns how many were added."""
     orig = {n: dict(d[n]) for n in d}
     unk_p = orig[1][(unk,)][0] if (unk,) in orig[1] else -99.0
 
@@ -57,11 +56,13 @@ def with_prefixes(grams, order, unk):
             acc += orig[k].get(h, (0.0, 0.0))[1]
         return acc
 
+    added = 0
     for n in range(order, 1, -1):
         for g in list(d[n]):
             if g[:-1] not in d[n - 1]:
                 d[n - 1][g[:-1]] = (backoff(g[:-1]), 0.0)
-    return d
+                added += 1
+    return added
 
 
 def read_arpa(path, tid):
@@ -157,11 +158,8 @@ def main(argv=None):
                 else:
                     w.add_tensor(name, v.astype(np.int32), "i32")
 
-            if a.flat:
-                d = {n: {tuple(g): (p, b) for g, p, b in grams[n]} for n in range(1, order + 1)}
-            else:
-                d = with_prefixes(grams, order, tid.get("<unk>", -1))
-            added = sum(len(d[n]) - len(set(tuple(g) for g, _, _ in grams[n])) for n in d)
+            d = {n: {tuple(g): (p, b) for g, p, b in grams[n]} for n in range(1, order + 1)}
+            added = 0 if a.flat else add_prefixes(d, order, tid.get("<unk>", -1))
             keys = {n: sorted(d[n]) for n in d}
             for n in range(1, order + 1):
                 k = keys[n]
