@@ -16,7 +16,6 @@ equals greedy decoding; a long file (several windows) decodes; malformed ARPA fi
 embedded LMs are clear errors, never crashes.
 """
 import json
-import math
 import os
 import random
 import subprocess
