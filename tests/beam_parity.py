@@ -84,6 +84,18 @@ def tokens_of(js):
     return [t["id"] for t in js["tokens"]], [t["start"] for t in js["tokens"]]
 
 
+def ids_of(args):
+    """The token ids `cochlea transcribe -q -t 2 -f json ARGS` gives, or None if it fails."""
+    rc, out, _ = run(["transcribe", "-q", "-t", "2", "-f", "json"] + args)
+    return tokens_of(json.loads(out))[0] if rc == 0 else None
+
+
+def embed(base, arpa, out, *extra):
+    """tools/embed_lm.py with the test's decoding defaults (weight 1.5, bonus 0.75, beam 6)."""
+    return subprocess.run([PY, os.path.join(TOP, "tools", "embed_lm.py"), base, arpa, out, "--lm-weight", "1.5",
+                           "--insertion-bonus", "0.75", "--beam-size", "6", *extra], capture_output=True, text=True)
+
+
 def ref_starts(align, ids, duration):
     """Start time of each token from the reference alignment: the first position of each run."""
     starts, prev = [], None
@@ -163,59 +175,52 @@ def main():
 
     # the embedded LM gives what --lm gives
     emb = os.path.join(tmp, "emb.gguf")
-    p = subprocess.run([PY, os.path.join(TOP, "tools", "embed_lm.py"), base, arpa, emb, "--lm-weight", "1.5",
-                        "--insertion-bonus", "0.75", "--beam-size", "6"], capture_output=True, text=True)
+    as_arpa = ["-m", base, "--beam-size", "6", "--lm-weight", "1.5", "--insertion-bonus", "0.75", "--lm"]
+    p = embed(base, arpa, emb)
     if check(p.returncode == 0, "embed_lm.py embeds the ARPA LM"):
         for w in wavs[:4]:
-            a = run(["transcribe", "-m", emb, "-q", "-t", "2", "-f", "json", os.path.join(SAMPLES, w)])
-            b = run(["transcribe", "-m", base, "-q", "-t", "2", "-f", "json", "--lm", arpa, "--beam-size", "6",
-                     "--lm-weight", "1.5", "--insertion-bonus", "0.75", os.path.join(SAMPLES, w)])
-            ok = a[0] == 0 and b[0] == 0 and tokens_of(json.loads(a[1]))[0] == tokens_of(json.loads(b[1]))[0]
-            check(ok, f"{w}: the embedded LM and its defaults give the tokens of --lm FILE.arpa")
-        # the older flat layout (every n-gram's tokens in full) is read too, and is larger
+            a = ids_of(["-m", emb, os.path.join(SAMPLES, w)])
+            check(a is not None and a == ids_of(as_arpa + [arpa, os.path.join(SAMPLES, w)]),
+                  f"{w}: the embedded LM and its defaults give the tokens of --lm FILE.arpa")
+        # the older flat layout (every n-gram's tokens in full) is read too
         flat = os.path.join(tmp, "flat.gguf")
-        p = subprocess.run([PY, os.path.join(TOP, "tools", "embed_lm.py"), base, arpa, flat, "--lm-weight", "1.5",
-                            "--insertion-bonus", "0.75", "--beam-size", "6", "--flat"], capture_output=True, text=True)
+        p = embed(base, arpa, flat, "--flat")
         shapes = {t.name: list(t.ne) for t in GGUFReader(flat).tensors if t.name.startswith("lm.")} \
             if p.returncode == 0 else {}
         check(shapes.get("lm.3.ids", [0])[0] == 3 and "lm.1.fanout" not in shapes,
               "embed_lm.py --flat writes the flat layout (lm.3.ids holds 3 tokens per 3-gram, no fanout)")
         for w in wavs[:2]:
-            a = run(["transcribe", "-m", flat, "-q", "-t", "2", "-f", "json", os.path.join(SAMPLES, w)])
-            b = run(["transcribe", "-m", emb, "-q", "-t", "2", "-f", "json", os.path.join(SAMPLES, w)])
-            ok = a[0] == 0 and b[0] == 0 and tokens_of(json.loads(a[1]))[0] == tokens_of(json.loads(b[1]))[0]
-            check(ok, f"{w}: the flat layout gives the tokens of the trie layout")
+            a = ids_of(["-m", flat, os.path.join(SAMPLES, w)])
+            check(a is not None and a == ids_of(["-m", emb, os.path.join(SAMPLES, w)]),
+                  f"{w}: the flat layout gives the tokens of the trie layout")
         # an ARPA file whose 3-grams lack their 2-gram prefix: the trie gets those prefixes with
         # the back-off probability, so scores (and tokens) stay those of --lm FILE.arpa. The added
         # 3-grams follow the greedy paths (likely 3-grams of the search: their prefixes are scored).
-        bigrams = {tuple(ln.split("\t")[1].split(" ")) for ln in open(arpa, encoding="utf-8").read()
-                   .split("\\2-grams:")[1].split("\\3-grams:")[0].splitlines() if ln.strip()}
+        text = open(arpa, encoding="utf-8").read()
+        bigrams = {tuple(ln.split("\t")[1].split(" "))
+                   for ln in text.split("\\2-grams:")[1].split("\\3-grams:")[0].splitlines() if ln.strip()}
         extra = {}
         for path in paths:
             for a3 in zip(path, path[1:], path[2:]):
                 if a3[:2] not in bigrams:
                     extra[a3] = q(-rng.uniform(0.01, 0.3))
-        text = open(arpa, encoding="utf-8").read()
         n3 = int(text.split("ngram 3=")[1].split("\n")[0])
         text = text.replace(f"ngram 3={n3}", f"ngram 3={n3 + len(extra)}").replace(
-            "\n\\end\\", "".join(f"{p:.8f}\t{' '.join(g)}\n" for g, p in extra.items()) + "\n\\end\\")
+            "\n\\end\\", "".join(f"{lp:.8f}\t{' '.join(g)}\n" for g, lp in extra.items()) + "\n\\end\\")
         arpa2, emb2 = os.path.join(tmp, "lm2.arpa"), os.path.join(tmp, "emb2.gguf")
         with open(arpa2, "w", encoding="utf-8") as f:
             f.write(text)
-        p = subprocess.run([PY, os.path.join(TOP, "tools", "embed_lm.py"), base, arpa2, emb2, "--lm-weight", "1.5",
-                            "--insertion-bonus", "0.75", "--beam-size", "6"], capture_output=True, text=True)
+        p = embed(base, arpa2, emb2)
         check(p.returncode == 0 and f"{len({g[:2] for g in extra})} missing prefixes added" in p.stderr
               and len(extra) > 20, f"embed_lm.py adds the missing prefixes of {len(extra)} 3-grams "
               f"({p.stderr.strip()[-80:]})")
         differ = 0
         for w in wavs:
-            a = run(["transcribe", "-m", emb2, "-q", "-t", "2", "-f", "json", os.path.join(SAMPLES, w)])
-            b = run(["transcribe", "-m", base, "-q", "-t", "2", "-f", "json", "--lm", arpa2, "--beam-size", "6",
-                     "--lm-weight", "1.5", "--insertion-bonus", "0.75", os.path.join(SAMPLES, w)])
-            c = run(["transcribe", "-m", emb, "-q", "-t", "2", "-f", "json", os.path.join(SAMPLES, w)])
-            ok = a[0] == 0 and b[0] == 0 and tokens_of(json.loads(a[1]))[0] == tokens_of(json.loads(b[1]))[0]
-            check(ok, f"{w}: added prefixes: the embedded LM gives the tokens of --lm FILE.arpa")
-            differ += c[0] == 0 and a[0] == 0 and tokens_of(json.loads(a[1]))[0] != tokens_of(json.loads(c[1]))[0]
+            a = ids_of(["-m", emb2, os.path.join(SAMPLES, w)])
+            c = ids_of(["-m", emb, os.path.join(SAMPLES, w)])
+            check(a is not None and a == ids_of(as_arpa + [arpa2, os.path.join(SAMPLES, w)]),
+                  f"{w}: added prefixes: the embedded LM gives the tokens of --lm FILE.arpa")
+            differ += a is not None and c is not None and a != c
         check(differ >= 1, f"the added 3-grams change the output of {differ} samples (>= 1)")
         # an ARPA LM replaces the embedded one; --no-lm drops it
         a = run(["transcribe", "-m", emb, "-q", "-t", "2", "-f", "json", "--beam-size", "1",
