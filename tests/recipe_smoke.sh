@@ -240,6 +240,65 @@ else
     fail "cap_per_language"
     tail -n 5 "$tmp/log8c"
 fi
+# --extra DIR@LANG: only that language's utterances of DIR
+lang1=$(head -1 "$w/extra/index.jsonl" | "$PYTHON" -c 'import json, sys; print(json.loads(sys.stdin.readline())["lang"])')
+n_lang1=$(grep -c "\"lang\": \"$lang1\"" "$w/extra/index.jsonl")
+if SMOKE=1 EXTRA=0 WORK="$w" DATA="$data" PYTHON="$PYTHON" STAGE=4 STOP_STAGE=4 EXP="$w/exp_extra_lang" \
+    TRAIN_ARGS="--extra $w/extra@$lang1 --lang-weight $lang1:2" sh "$top_srcdir/recipes/owsm_ctc_tiny/run.sh" >"$tmp/log8l" 2>&1 \
+    && [ "$n_lang1" -gt 0 ] && [ "$n_lang1" -lt "$n_extra" ] \
+    && grep -q "($n_lang1 of them from --extra;" "$tmp/log8l" \
+    && grep -q "language weights {'$lang1': 2.0}" "$tmp/log8l"; then
+    echo "ok: --extra DIR@$lang1 trains on the $n_lang1 $lang1 utterances of DIR only, --lang-weight is logged"
+else
+    fail "train.py --extra DIR@LANG / --lang-weight"
+    tail -n 10 "$tmp/log8l"
+fi
+# --lang-weight: how often each language's utterances are in an epoch; without weights the
+# order is the one train.py made before the option existed
+if "$PYTHON" -c '
+import argparse, collections, random, sys, types
+sys.path.insert(0, sys.argv[1])
+import train as T
+
+def order(weights, seed=3, n=600):
+    b = T.Batcher.__new__(T.Batcher)
+    b.a = types.SimpleNamespace(batch=4, lang_weight=weights)
+    b.rng = random.Random(seed)
+    b.idx = [{"lang": "abc"[i % 3], "frames": (i * 7) % 50} for i in range(n)]
+    return b, b.epoch_order()
+
+b, o = order(T.parse_lang_weights("a:2,b:0,c:1.5"))
+per = collections.Counter(b.idx[i]["lang"] for i in o)
+assert per["a"] == 400 and per["b"] == 0 and 240 < per["c"] < 360, per
+assert all(o.count(i) == 2 for i in range(0, 600, 3)), "weight 2: not every utterance twice"
+assert {o.count(i) for i in range(2, 600, 3)} == {1, 2}, "weight 1.5: not once or twice"
+assert order(T.parse_lang_weights("c:1.5"))[1] != order(T.parse_lang_weights("c:1.5"), seed=4)[1]
+
+# the algorithm before --lang-weight, for the unweighted order
+b, o = order({})
+rng = random.Random(3)
+old = list(range(len(b.idx)))
+rng.shuffle(old)
+ref = []
+for k in range(0, len(old), 200):
+    part = sorted(old[k:k + 200], key=lambda i: b.idx[i]["frames"])
+    bs = [part[j:j + 4] for j in range(0, len(part), 4)]
+    rng.shuffle(bs)
+    ref += [i for x in bs for i in reversed(x)]
+assert o == ref, "the unweighted order changed"
+assert order(T.parse_lang_weights("a:1,b:1"))[1] == ref, "integer weights 1 draw"
+for bad in ("a", "a:x", "a:-1", ":2", "a:101"):
+    try:
+        T.parse_lang_weights(bad)
+    except argparse.ArgumentTypeError:
+        continue
+    raise AssertionError(f"{bad!r} accepted")
+' "$top_srcdir/recipes/owsm_ctc_tiny/local" >>"$tmp/log8l" 2>&1; then
+    echo "ok: --lang-weight puts each utterance in an epoch W times (fractions drawn), the unweighted order unchanged"
+else
+    fail "train.py --lang-weight (epoch order)"
+    tail -n 5 "$tmp/log8l"
+fi
 # --long-window: training batches that hold an utterance longer than --window are padded to the
 # long window (the utterance where the random lead puts it, the rest silence); dev keeps --window
 if "$PYTHON" -c '

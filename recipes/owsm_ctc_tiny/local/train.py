@@ -77,6 +77,21 @@ def save_atomic(obj, path):
     os.replace(path + ".tmp", path)
 
 
+def parse_lang_weights(spec):
+    """"eng:1.5,fra:2" -> {"eng": 1.5, "fra": 2.0} (train.py --lang-weight)."""
+    out = {}
+    for part in filter(None, spec.split(",")):
+        lang, sep, w = part.partition(":")
+        try:
+            v = float(w)
+        except ValueError:
+            v = -1.0
+        if not sep or not lang or not (0.0 <= v <= 100.0):
+            raise argparse.ArgumentTypeError(f"{part!r} is not LANG:WEIGHT with a weight in [0, 100]")
+        out[lang] = v
+    return out
+
+
 def per_language(idx, n):
     """The first n records of each language, languages in sorted order (validation subsets)."""
     by = {}
@@ -247,8 +262,17 @@ class Batcher:
         return x
 
     def epoch_order(self):
-        """Shuffled batches of similar lengths (the cropped subsampling costs the longest one)."""
-        order = list(range(len(self.idx)))
+        """Shuffled batches of similar lengths (the cropped subsampling costs the longest one).
+        With --lang-weight, an utterance of a weighted language is in the epoch int(W) times, and
+        once more with probability W - int(W)."""
+        lw = getattr(self.a, "lang_weight", None) or {}
+        order = []
+        for i, m in enumerate(self.idx):
+            w = lw.get(m["lang"], 1.0)
+            n = int(w)
+            if w != n and self.rng.random() < w - n:  # no draw without weights: same order as before
+                n += 1
+            order += [i] * n
         self.rng.shuffle(order)
         chunk = self.a.batch * 50
         out = []
@@ -459,7 +483,12 @@ def main():
     ap.add_argument("--interctc", type=ref._ilist, default=[3])
     ap.add_argument("--extra", action="append", default=[],
                     help="another synth.py output directory to train on (repeatable; stage 1b's "
-                         "Debian sentences); feats_stats come from --train alone")
+                         "Debian sentences); DIR@eng,fra: only those languages' utterances of DIR; "
+                         "feats_stats come from --train alone")
+    ap.add_argument("--lang-weight", dest="lang_weight", type=parse_lang_weights, default={},
+                    help="LANG:W,...: each epoch holds every utterance of LANG W times (a "
+                         "fractional part is a seeded random share of them), so that languages "
+                         "short of their targets get more of the training steps; default 1")
     ap.add_argument("--extra-cap", dest="extra_cap", type=int, default=0,
                     help="train on at most N --extra utterances of each language (all --extra "
                          "directories together; a seeded random draw), so that languages with "
@@ -517,8 +546,12 @@ def main():
     idx, feats = load_split(a.train)
     n_core = len(idx)
     feats = [feats]
-    for k, d in enumerate(a.extra, 1):
+    for k, spec in enumerate(a.extra, 1):
+        d, _, langs = spec.partition("@")
         i2, f2 = load_split(d, k)
+        if langs:
+            keep = set(langs.split(","))
+            i2 = [m for m in i2 if m["lang"] in keep]
         idx += i2
         feats.append(f2)
     if a.extra_cap > 0:
@@ -586,7 +619,8 @@ def main():
                    f"({len(idx) - n_core} of them from --extra"
                    f"{f', at most {a.extra_cap} per language' if a.extra_cap > 0 else ''}; "
                    f"{bat.dropped} longer than {max(a.window, a.long_window)} s left out), window {bat.tw} frames"
-                   f"{f', {bat.n_long} in the long window of {bat.ltw} frames' if bat.ltw > bat.tw else ''}")
+                   f"{f', {bat.n_long} in the long window of {bat.ltw} frames' if bat.ltw > bat.tw else ''}"
+                   + (f"; language weights {a.lang_weight}" if a.lang_weight else ""))
 
     def save():
         st = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "spent": spent,
