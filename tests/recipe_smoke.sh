@@ -253,6 +253,17 @@ else
     fail "train.py --extra DIR@LANG / --lang-weight"
     tail -n 10 "$tmp/log8l"
 fi
+# a weight for a language with no training utterance, or DIR@LANG with none of LANG: refused
+for args in "--lang-weight zzz:2" "--extra $w/extra@zzz"; do
+    if SMOKE=1 EXTRA=0 WORK="$w" DATA="$data" PYTHON="$PYTHON" STAGE=4 STOP_STAGE=4 EXP="$w/exp_extra_bad" \
+        TRAIN_ARGS="$args" sh "$top_srcdir/recipes/owsm_ctc_tiny/run.sh" >"$tmp/log8b" 2>&1; then
+        fail "train.py $args: accepted"
+    elif grep -q "zzz" "$tmp/log8b" && ! grep -q Traceback "$tmp/log8b"; then
+        echo "ok: train.py $args: refused with a message naming zzz"
+    else
+        fail "train.py $args: no clear error"; tail -n 3 "$tmp/log8b"
+    fi
+done
 # --lang-weight: how often each language's utterances are in an epoch; without weights the
 # order is the one train.py made before the option existed
 if "$PYTHON" -c '

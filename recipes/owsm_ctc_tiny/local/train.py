@@ -552,10 +552,15 @@ def main():
         if langs:
             keep = set(langs.split(","))
             i2 = [m for m in i2 if m["lang"] in keep]
+            if not i2:
+                ap.error(f"--extra {spec}: {d} holds no utterance of {langs}")
         idx += i2
         feats.append(f2)
     if a.extra_cap > 0:
         idx = idx[:n_core] + cap_per_language(idx[n_core:], a.extra_cap, a.seed)
+    unknown = sorted(set(a.lang_weight) - {m["lang"] for m in idx})
+    if unknown:
+        ap.error(f"--lang-weight: no training utterance of {', '.join(unknown)}")
     dev_idx, dev_feats = load_split(a.dev)
     stats = os.path.join(a.exp, "feats_stats.npz")
     if not os.path.exists(stats):
