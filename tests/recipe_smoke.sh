@@ -418,6 +418,14 @@ else
     fail "debtext.py (tests/debtext_check.py)"
     tail -n 8 "$tmp/log10"
 fi
+# local/pick_lm.py (fresh sentences from the LM's text for a continuation run) on a folder of its own
+if "$PYTHON" "$top_srcdir/tests/pick_lm_check.py" "$top_srcdir" >"$tmp/log19" 2>&1; then
+    sed 's/^/  /' "$tmp/log19"
+    echo "ok: pick_lm.py"
+else
+    fail "pick_lm.py (tests/pick_lm_check.py)"
+    tail -n 8 "$tmp/log19"
+fi
 # train.py's speed-ups (cropped conv2d8, channels-last depthwise convolutions, frozen
 # subsampling) give the reference model's loss and gradients
 if OWSM_TRAIN_NO_REEXEC=1 "$PYTHON" "$top_srcdir/tests/train_equiv.py" "$w/tok/tokens.txt" >"$tmp/log7" 2>&1; then
