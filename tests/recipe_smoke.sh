@@ -410,22 +410,22 @@ else
     fail "fitcheck.py"
     tail -n 5 "$tmp/log11"
 fi
+# check_script LABEL SCRIPT ARGS...: run tests/SCRIPT, show its lines indented, pass or fail as LABEL
+check_script() {
+    label=$1 script=$2
+    shift 2
+    if "$PYTHON" "$top_srcdir/tests/$script" "$@" >"$tmp/log_$script" 2>&1; then
+        sed 's/^/  /' "$tmp/log_$script"
+        echo "ok: $label"
+    else
+        fail "$label (tests/$script)"
+        tail -n 8 "$tmp/log_$script"
+    fi
+}
 # stage 1b (local/debtext.py) on catalogs made by the test, offline
-if "$PYTHON" "$top_srcdir/tests/debtext_check.py" "$top_srcdir" >"$tmp/log10" 2>&1; then
-    sed 's/^/  /' "$tmp/log10"
-    echo "ok: debtext.py"
-else
-    fail "debtext.py (tests/debtext_check.py)"
-    tail -n 8 "$tmp/log10"
-fi
+check_script "debtext.py" debtext_check.py "$top_srcdir"
 # local/pick_lm.py (fresh sentences from the LM's text for a continuation run) on a folder of its own
-if "$PYTHON" "$top_srcdir/tests/pick_lm_check.py" "$top_srcdir" >"$tmp/log19" 2>&1; then
-    sed 's/^/  /' "$tmp/log19"
-    echo "ok: pick_lm.py"
-else
-    fail "pick_lm.py (tests/pick_lm_check.py)"
-    tail -n 8 "$tmp/log19"
-fi
+check_script "pick_lm.py" pick_lm_check.py "$top_srcdir"
 # train.py's speed-ups (cropped conv2d8, channels-last depthwise convolutions, frozen
 # subsampling) give the reference model's loss and gradients
 if OWSM_TRAIN_NO_REEXEC=1 "$PYTHON" "$top_srcdir/tests/train_equiv.py" "$w/tok/tokens.txt" >"$tmp/log7" 2>&1; then
@@ -471,13 +471,7 @@ else
     tail -n 5 "$tmp/log14"
 fi
 # ngram.py's record counts and word fragments (debtext.py --essay), by hand and end to end
-if "$PYTHON" "$top_srcdir/tests/ngram_check.py" "$top_srcdir" "$w/tok" >"$tmp/log18" 2>&1; then
-    sed 's/^/  /' "$tmp/log18"
-    echo "ok: ngram.py counts and fragments"
-else
-    fail "ngram.py counts or fragments (tests/ngram_check.py)"
-    tail -n 5 "$tmp/log18"
-fi
+check_script "ngram.py counts and fragments" ngram_check.py "$top_srcdir" "$w/tok"
 if "$COCHLEA" transcribe -v -q -m "$w/export/owsm-ctc-tiny.gguf" -l eng "$w/samples/en-weather.wav" >"$tmp/out" 2>"$tmp/err" &&
     grep -q "language model: embedded in the model" "$tmp/err"; then
     echo "ok: stage 5 embeds the language model"

@@ -24,10 +24,8 @@ import os
 import random
 import sys
 
-
-def read_jsonl(path):
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from score import read_jsonl  # noqa: E402
 
 
 def parse_want(s):
@@ -96,13 +94,17 @@ def main():
     if spoken is None:
         spoken = [os.path.join(a.text_dir, f) for f in ("extra.jsonl", "extra_rest.jsonl", "extra_help.jsonl")
                   if os.path.isfile(os.path.join(a.text_dir, f))]
-    excluded = set()
-    for f in spoken + [os.path.join(a.text_dir, "dev.jsonl"), os.path.join(a.text_dir, "test.jsonl")]:
+    for f in spoken:
         if not os.path.isfile(f):
             sys.exit(f"pick_lm.py: --spoken {f}: no such file")
-        excluded.update(r["text"] for r in read_jsonl(f))
-    lm = read_jsonl(os.path.join(a.text_dir, "lm.jsonl"))
-    train = read_jsonl(os.path.join(a.text_dir, "train.jsonl"))
+    try:
+        excluded = set()
+        for f in spoken + [os.path.join(a.text_dir, "dev.jsonl"), os.path.join(a.text_dir, "test.jsonl")]:
+            excluded.update(r["text"] for r in read_jsonl(f))
+        lm = read_jsonl(os.path.join(a.text_dir, "lm.jsonl"))
+        train = read_jsonl(os.path.join(a.text_dir, "train.jsonl"))
+    except ValueError as e:
+        sys.exit(f"pick_lm.py: {e}")
     have = {(r["lang"], source_of(r)) for r in lm}
     missing = [f"{k[0]}:{k[1]}" for k in want if k not in have]
     if missing:
