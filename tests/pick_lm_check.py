@@ -2,12 +2,16 @@
 """Checks recipes/owsm_ctc_tiny/local/pick_lm.py on a text folder written here: which sentences
 of lm.jsonl it may pick (whole sentences of the wanted language and source, not in dev, test or
 an already spoken folder, only characters train.jsonl has), how many, that the seed decides the
-choice, and that malformed requests are refused with a message.
+choice, what --again adds (the spoken sentences of a language once each, never dev or test) and
+--word-strings (strings of a language's word fragments, drawn by count), and that malformed
+requests are refused with a message.
 
     pick_lm_check.py TOP_SRCDIR
 """
+import collections
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -54,6 +58,9 @@ def check(prog, d):
         rec("ding-eng00000", "eng", "Another source."),          # not wanted
         rec("dlg-fra00000", "fra", "le chat."),
         rec("dlg-fra00001", "fra", "la f\u00eate."),             # ê: not in French training text
+        rec("essay-fra00000", "fra", "chat", fragment=True, count=3),
+        rec("essay-fra00001", "fra", "lit", fragment=True, count=1),
+        rec("essay-fra00002", "fra", "f\u00eate", fragment=True, count=50),  # ê again
     ]
     write(os.path.join(d, "lm.jsonl"), lm)
 
@@ -97,7 +104,46 @@ def check(prog, d):
     assert "Spoken before." in texts and "A dev sentence." not in texts and len(texts) == 9, texts
     print("ok: --spoken")
 
+    # --again: the French sentences of train.jsonl and extra.jsonl once each, none of dev or test,
+    # after the fresh ones; alone or with --want
+    write(os.path.join(d, "extra.jsonl"), [rec("deb-eng00000", "eng", "Spoken before."),
+                                           rec("deb-fra00000", "fra", "le lit."),
+                                           rec("deb-fra00001", "fra", "le lit."),
+                                           rec("deb-fra00002", "fra", "A dev sentence.")])
+    r = run("--again", "fra", "--out", "f.jsonl")
+    assert r.returncode == 0, r.stderr
+    f = picked("f.jsonl")
+    assert [x["id"] for x in f] == ["tat-fra1", "deb-fra00000"], f
+    assert "fra: 2 spoken sentences again" in r.stderr, r.stderr
+    r = run("--want", "eng:wn:2", "--again", "eng,fra", "--out", "g.jsonl")
+    assert r.returncode == 0, r.stderr
+    g = picked("g.jsonl")
+    assert [x["id"] for x in g[2:]] == ["tat-eng1", "tat-fra1", "deb-eng00000", "deb-fra00000"], g
+    assert all(x["id"] in good_ids for x in g[:2]), g
+    print("ok: --again")
+
+    # --word-strings: 3-6 of the French fragments with known characters, by count; seeded
+    r = run("--word-strings", "fra:300", "--out", "h.jsonl")
+    assert r.returncode == 0, r.stderr
+    h = picked("h.jsonl")
+    assert [x["id"] for x in h] == [f"words-fra{i:05d}" for i in range(300)], h[:3]
+    assert all(x["lang"] == "fra" and re.fullmatch(r"(chat|lit){3,6}", x["text"]) for x in h), h
+    n = collections.Counter(len(re.findall("chat|lit", x["text"])) for x in h)
+    assert set(n) == {3, 4, 5, 6}, n
+    words = collections.Counter(w for x in h for w in re.findall("chat|lit", x["text"]))
+    assert 2 * words["lit"] < words["chat"] < 5 * words["lit"], words
+    assert run("--word-strings", "fra:300", "--out", "i.jsonl").returncode == 0
+    assert picked("i.jsonl") == h
+    assert run("--word-strings", "fra:300", "--seed", "3", "--out", "i.jsonl").returncode == 0
+    assert picked("i.jsonl") != h
+    print("ok: --word-strings")
+
     for args, msg in [(["--want", "eng:wn"], "is not LANG:SOURCE:N"),
+                      ([], "give --want, --again or --word-strings"),
+                      (["--word-strings", "fra"], "give LANG:N"),
+                      (["--word-strings", "kor:5"], "no word fragment of kor"),
+                      (["--again", ","], "language codes"),
+                      (["--again", "kor"], "no spoken sentence of kor"),
                       (["--want", "eng:wn:x"], "whole number"),
                       (["--want", "eng:wn:-1"], "negative"),
                       (["--want", "eng:wn:1,eng:wn:2"], "given twice"),

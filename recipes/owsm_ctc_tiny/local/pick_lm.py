@@ -3,8 +3,8 @@
 source, among the sentences of the LM's text (stage 1's text/lm.jsonl, never spoken) that no
 earlier folder has spoken and that the tokenizer can write.
 
-    pick_lm.py TEXT_DIR --want eng:wn:8000,fra:dlg:6000,... [--spoken FILE ...] [--seed 24]
-               [--out extra_lm.jsonl]
+    pick_lm.py TEXT_DIR [--want eng:wn:8000,fra:dlg:6000,...] [--again kor,zho]
+               [--word-strings zho:4000] [--spoken FILE ...] [--seed 24] [--out extra_lm.jsonl]
 
 TEXT_DIR is stage 1's text folder (lm.jsonl, train.jsonl, dev.jsonl, test.jsonl). --want lists
 LANG:SOURCE:N, SOURCE being the prefix of the sentence ids that debtext.py gives each source:
@@ -15,6 +15,13 @@ of every --spoken file: the jsonl files of the extra folders the run also trains
 TEXT_DIR's extra.jsonl, extra_rest.jsonl and extra_help.jsonl where present), made only of
 characters that train.jsonl has in that language (the pieces come from it, so other characters
 could only be learnt as <unk>). A source with fewer such sentences than N gives all it has.
+--again LANGS adds, once each, every sentence of those languages that has been spoken already
+(train.jsonl and the --spoken files; not dev or test), for one more rendition: synth.py with a
+seed of its own gives it other voices, rates, pitches and noise (RESULTS.md, run 26).
+--word-strings LANG:N adds N strings of 3 to 6 words, drawn at random (as often as their counts
+say) from the LM-only word fragments of that language (debtext.py's Chinese word list), with the
+same character rule: not sentences, but new sequences of syllables and tones to hear for a
+language whose fresh sentences have run out (ids words-LANGNNNNN).
 The output (TEXT_DIR/OUT) has train.jsonl's records; synth.py speaks it (RESULTS.md, run 24).
 """
 import argparse
@@ -72,18 +79,60 @@ def pick(lm, train, excluded, want, seed):
     return out, counts
 
 
+def again(langs, sources, excluded):
+    """The already spoken sentences of langs, once each (the first record of each text), in file order."""
+    out, seen = [], set()
+    for recs in sources:
+        for r in recs:
+            key = (r["lang"], r["text"])
+            if r["lang"] in langs and key not in seen and r["text"] not in excluded:
+                seen.add(key)
+                out.append(r)
+    return out
+
+
+def word_strings(lm, train, held, lang, n, rng):
+    """n strings of 3-6 words of lang's fragments (made only of training characters), drawn by
+    count; none is a dev or test sentence."""
+    known = set()
+    for r in train:
+        if r["lang"] == lang:
+            known.update(r["text"])
+    words = [r for r in lm if r["lang"] == lang and r.get("fragment") and set(r["text"]) <= known]
+    if not words:
+        return None
+    weights = [max(1, int(r.get("count", 1))) for r in words]
+    out = []
+    while len(out) < n:
+        k = rng.randint(3, 6)
+        text = "".join(r["text"] for r in rng.choices(words, weights=weights, k=k))
+        if text not in held:
+            out.append({"id": f"words-{lang}{len(out):05d}", "lang": lang, "text": text, "pair": {}})
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("text_dir")
-    ap.add_argument("--want", required=True)
+    ap.add_argument("--want", default="")
+    ap.add_argument("--again", default="")
+    ap.add_argument("--word-strings", dest="word_strings", default="")
     ap.add_argument("--spoken", nargs="*", default=None)
     ap.add_argument("--seed", type=int, default=24)
     ap.add_argument("--out", default="extra_lm.jsonl")
     a = ap.parse_args()
+    if not a.want and not a.again and not a.word_strings:
+        sys.exit("pick_lm.py: give --want, --again or --word-strings")
     try:
-        want = parse_want(a.want)
+        want = parse_want(a.want) if a.want else {}
     except ValueError as e:
         sys.exit(f"pick_lm.py: {e}")
+    again_langs = [x.strip() for x in a.again.split(",") if x.strip()]
+    if a.again and (not again_langs or any(not x.isalpha() for x in again_langs)):
+        sys.exit(f"pick_lm.py: --again {a.again}: give language codes separated by commas (kor,zho)")
+    ws_lang, _, ws_n = a.word_strings.partition(":")
+    if a.word_strings and not (ws_lang.isalpha() and ws_n.isdigit()):
+        sys.exit(f"pick_lm.py: --word-strings {a.word_strings}: give LANG:N (zho:4000)")
     if os.sep in a.out or a.out in ("lm.jsonl", "train.jsonl", "dev.jsonl", "test.jsonl"):
         sys.exit(f"pick_lm.py: --out {a.out}: give a new file name inside TEXT_DIR")
     need = ["lm.jsonl", "train.jsonl", "dev.jsonl", "test.jsonl"]
@@ -98,9 +147,11 @@ def main():
         if not os.path.isfile(f):
             sys.exit(f"pick_lm.py: --spoken {f}: no such file")
     try:
-        excluded = set()
-        for f in spoken + [os.path.join(a.text_dir, "dev.jsonl"), os.path.join(a.text_dir, "test.jsonl")]:
-            excluded.update(r["text"] for r in read_jsonl(f))
+        spoken_recs = [read_jsonl(f) for f in spoken]
+        held = set()
+        for f in ("dev.jsonl", "test.jsonl"):
+            held.update(r["text"] for r in read_jsonl(os.path.join(a.text_dir, f)))
+        excluded = held.union(*({r["text"] for r in recs} for recs in spoken_recs))
         lm = read_jsonl(os.path.join(a.text_dir, "lm.jsonl"))
         train = read_jsonl(os.path.join(a.text_dir, "train.jsonl"))
     except ValueError as e:
@@ -112,6 +163,20 @@ def main():
     out, counts = pick(lm, train, excluded, want, a.seed)
     for (lang, src), (avail, took) in counts.items():
         print(f"pick_lm.py: {lang}:{src}: {avail} candidates, {took} taken", file=sys.stderr)
+    if again_langs:
+        more = again(set(again_langs), [train] + spoken_recs, held)
+        for lang in again_langs:
+            n = sum(r["lang"] == lang for r in more)
+            if n == 0:
+                sys.exit(f"pick_lm.py: --again: no spoken sentence of {lang}")
+            print(f"pick_lm.py: {lang}: {n} spoken sentences again", file=sys.stderr)
+        out += more
+    if a.word_strings:
+        ws = word_strings(lm, train, held, ws_lang, int(ws_n), random.Random(a.seed + 1))
+        if ws is None:
+            sys.exit(f"pick_lm.py: --word-strings: lm.jsonl has no word fragment of {ws_lang}")
+        print(f"pick_lm.py: {ws_lang}: {len(ws)} word strings", file=sys.stderr)
+        out += ws
     path = os.path.join(a.text_dir, a.out)
     with open(path, "w", encoding="utf-8") as f:
         for r in out:
