@@ -58,10 +58,16 @@ def source_of(rec):
     return rec["id"].split("-", 1)[0]
 
 
-def pick(lm, train, excluded, want, seed):
+def known_chars(train):
+    """{language: the characters train.jsonl writes it in} (the pieces come from them)."""
     known = collections.defaultdict(set)
     for r in train:
         known[r["lang"]].update(r["text"])
+    return known
+
+
+def pick(lm, train, excluded, want, seed):
+    known = known_chars(train)
     pool = collections.defaultdict(list)
     for r in lm:
         key = (r["lang"], source_of(r))
@@ -94,10 +100,7 @@ def again(langs, sources, excluded):
 def word_strings(lm, train, held, lang, n, rng):
     """n strings of 3-6 words of lang's fragments (made only of training characters), drawn by
     count; none is a dev or test sentence."""
-    known = set()
-    for r in train:
-        if r["lang"] == lang:
-            known.update(r["text"])
+    known = known_chars(train)[lang]
     words = [r for r in lm if r["lang"] == lang and r.get("fragment") and set(r["text"]) <= known]
     if not words:
         return None
