@@ -183,6 +183,37 @@ for k in ("encoder.embed.out.weight", "ctc.ctc_lo.weight"):
         fail "--freeze-subsampling"
         tail -n 5 "$tmp/log5"
     fi
+    # the continuation normalises its batches with the statistics stored in the GGUF's weights
+    # (those its export keeps), not with statistics of the rebuilt core set; init_stats() gives
+    # back any such buffers (here shifted and scaled ones, unlike any core set's)
+    if "$PYTHON" -c '
+import sys, torch, numpy as np
+sys.path[:0] = [sys.argv[5], sys.argv[6]]
+import owsm_ctc as ref
+import train
+init = torch.load(sys.argv[1], map_location="cpu")
+last = torch.load(sys.argv[2], map_location="cpu")
+mean, std = ref.global_mvn_stats(sys.argv[4] + "/feats_stats.npz")
+for sd in (init, last):
+    assert np.array_equal(mean, sd["normalize.mean"].numpy()), "mean differs"
+    assert np.array_equal(std, sd["normalize.std"].numpy()), "std differs"
+init["normalize.mean"] = init["normalize.mean"] + 0.5
+init["normalize.std"] = init["normalize.std"] * 1.5
+torch.save(init, sys.argv[3] + "/shifted.pth")
+assert train.init_stats(sys.argv[3] + "/shifted.pth", sys.argv[3] + "/shifted.npz")
+m2, s2 = ref.global_mvn_stats(sys.argv[3] + "/shifted.npz")
+assert np.allclose(m2, init["normalize.mean"].numpy(), rtol=0, atol=1e-6), "shifted mean"
+assert np.allclose(s2, init["normalize.std"].numpy(), rtol=1e-6, atol=0), "scaled std"
+del init["normalize.mean"]
+torch.save(init, sys.argv[3] + "/nostats.pth")
+assert not train.init_stats(sys.argv[3] + "/nostats.pth", sys.argv[3] + "/no.npz")
+' "$w/exp_cont/init.pth" "$w/exp_cont/last.pth" "$tmp" "$w/exp_cont" "$top_srcdir/tests/ref" \
+        "$top_srcdir/recipes/owsm_ctc_tiny/local" >>"$tmp/log5" 2>&1; then
+        echo "ok: a continuation keeps the normalisation of the weights it starts from"
+    else
+        fail "the continuation's feature statistics"
+        tail -n 5 "$tmp/log5"
+    fi
 else
     fail "training from the GGUF's weights"
     tail -n 20 "$tmp/log5"

@@ -210,6 +210,24 @@ def feats_stats(idx, feats, path):
     np.savez(path, count=np.int64(n), sum=s.astype(np.float32), sum_square=s2.astype(np.float32))
 
 
+def init_stats(path, out):
+    """Write OUT, a feats_stats.npz (count 1, sum = mean, sum_square = std^2 + mean^2) from which
+    ref.global_mvn_stats gives back the normalisation stored in the weights PATH (--init:
+    normalize.mean/std), and return True; False when PATH has no such buffers. A continued model
+    is then fed features normalised as it was trained, and training (the batches) and the export
+    (the model's buffers, which --init loads) use the same statistics even when the core set was
+    re-synthesised with other renditions."""
+    sd = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(sd.get("model"), dict):
+        sd = sd["model"]
+    if "normalize.mean" not in sd or "normalize.std" not in sd:
+        return False
+    m = sd["normalize.mean"].double().numpy()
+    s = sd["normalize.std"].double().numpy()
+    np.savez(out, count=np.int64(1), sum=m, sum_square=s * s + m * m)
+    return True
+
+
 class Batcher:
     def __init__(self, a, idx, feats, sp, tl, mean, std, rng, long=False):
         """long: also keep the utterances that fit --long-window (the training batches); a batch
@@ -484,7 +502,7 @@ def main():
     ap.add_argument("--extra", action="append", default=[],
                     help="another synth.py output directory to train on (repeatable; stage 1b's "
                          "Debian sentences); DIR@eng,fra: only those languages' utterances of DIR; "
-                         "feats_stats come from --train alone")
+                         "feats_stats come from --train alone (from --init's weights when given)")
     ap.add_argument("--lang-weight", dest="lang_weight", type=parse_lang_weights, default={},
                     help="LANG:W,...: each epoch holds every utterance of LANG W times (a "
                          "fractional part is a seeded random share of them), so that languages "
@@ -563,9 +581,10 @@ def main():
         ap.error(f"--lang-weight: no training utterance of {', '.join(unknown)}")
     dev_idx, dev_feats = load_split(a.dev)
     stats = os.path.join(a.exp, "feats_stats.npz")
-    if not os.path.exists(stats):
+    if not os.path.exists(stats) and not (a.init and not os.path.exists(os.path.join(a.exp, "checkpoint.pt"))
+                                          and init_stats(a.init, stats)):
         # the core set's statistics only, so that adding --extra data to a continued model
-        # keeps the normalisation it was trained with
+        # keeps the normalisation it was trained with (a continuation takes --init's own, above)
         feats_stats(idx[:n_core], feats[0], stats)
     mean, std = ref.global_mvn_stats(stats)
     cfg = make_config(a, tl)
