@@ -37,8 +37,11 @@
 # does session 25's (the blend of runs 23 and 24, test CER 12.3 %). Session 26's (run 25, test CER
 # 11.9 %) gives the same six recognition outputs and LID; the translation reads "The dem.". Run 26
 # (shipped the same session, test CER 11.2 %): 5 of 7 exact (Spanish now right, German "Kaffe"),
-# CER 0.8 %, language right for 6 of 7, translation "The de.".
-MIN_EXACT=5
+# CER 0.8 %, language right for 6 of 7, translation "The de.". Session 27 (run 27, from the
+# committed run 26 on a rebuilt machine, blended 0.7/0.3 with it; test CER 10.6 %): all six
+# recognition samples exact (German "Kaffee" right again), CER 0.0 %, language right for 6 of 7,
+# translation still "The de."; MIN_EXACT is raised to 6 (every recognition sample).
+MIN_EXACT=6
 MAX_CER=1
 MIN_LID=6
 
