@@ -581,8 +581,7 @@ def main():
         ap.error(f"--lang-weight: no training utterance of {', '.join(unknown)}")
     dev_idx, dev_feats = load_split(a.dev)
     stats = os.path.join(a.exp, "feats_stats.npz")
-    if not os.path.exists(stats) and not (a.init and not os.path.exists(os.path.join(a.exp, "checkpoint.pt"))
-                                          and init_stats(a.init, stats)):
+    if not os.path.exists(stats) and not (a.init and init_stats(a.init, stats)):
         # the core set's statistics only, so that adding --extra data to a continued model
         # keeps the normalisation it was trained with (a continuation takes --init's own, above)
         feats_stats(idx[:n_core], feats[0], stats)
