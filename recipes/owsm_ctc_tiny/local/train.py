@@ -141,12 +141,16 @@ def grow_state(sd, model):
     return out
 
 
+def read_state(path):
+    """The state_dict of a .pth state_dict or of a train.py checkpoint.pt (its "model")."""
+    sd = torch.load(path, map_location="cpu", weights_only=False)
+    return sd["model"] if isinstance(sd.get("model"), dict) else sd
+
+
 def load_weights(model, path, grow=False):
     """Model weights from a state_dict .pth (any float dtype) or a train.py checkpoint.pt; with
     grow, weights of a shallower model completed by grow_state()."""
-    sd = torch.load(path, map_location="cpu", weights_only=False)
-    if isinstance(sd.get("model"), dict):
-        sd = sd["model"]
+    sd = read_state(path)
     sd = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
     if grow:
         sd = grow_state(sd, model)
@@ -217,9 +221,7 @@ def init_stats(path, out):
     is then fed features normalised as it was trained, and training (the batches) and the export
     (the model's buffers, which --init loads) use the same statistics even when the core set was
     re-synthesised with other renditions."""
-    sd = torch.load(path, map_location="cpu", weights_only=False)
-    if isinstance(sd.get("model"), dict):
-        sd = sd["model"]
+    sd = read_state(path)
     if "normalize.mean" not in sd or "normalize.std" not in sd:
         return False
     m = sd["normalize.mean"].double().numpy()
