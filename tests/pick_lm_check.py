@@ -120,6 +120,14 @@ def check(prog, d):
     g = picked("g.jsonl")
     assert [x["id"] for x in g[2:]] == ["tat-eng1", "tat-fra1", "deb-eng00000", "deb-fra00000"], g
     assert all(x["id"] in good_ids for x in g[:2]), g
+    # LANG:SOURCE items: one source's spoken sentences ("train": train.jsonl's); a bare LANG wins
+    for spec, ids in [("fra:deb", ["deb-fra00000"]), ("fra:train", ["tat-fra1"]),
+                      ("fra:train,fra:deb", ["tat-fra1", "deb-fra00000"]),
+                      ("fra:deb,fra", ["tat-fra1", "deb-fra00000"]),
+                      ("eng:deb,fra:train", ["tat-fra1", "deb-eng00000"])]:
+        r = run("--again", spec, "--out", "g.jsonl")
+        assert r.returncode == 0, (spec, r.stderr)
+        assert [x["id"] for x in picked("g.jsonl")] == ids, (spec, picked("g.jsonl"))
     print("ok: --again")
 
     # --word-strings: 3-6 of the French fragments with known characters, by count; seeded
@@ -142,7 +150,9 @@ def check(prog, d):
                       ([], "give --want, --again or --word-strings"),
                       (["--word-strings", "fra"], "give LANG:N"),
                       (["--word-strings", "kor:5"], "no word fragment of kor"),
-                      (["--again", ","], "language codes"),
+                      (["--again", ","], "LANG or LANG:SOURCE"),
+                      (["--again", "fra:"], "LANG or LANG:SOURCE"),
+                      (["--again", "fra:dlg"], "no spoken sentence of fra:dlg"),
                       (["--again", "kor"], "no spoken sentence of kor"),
                       (["--want", "eng:wn:x"], "whole number"),
                       (["--want", "eng:wn:-1"], "negative"),

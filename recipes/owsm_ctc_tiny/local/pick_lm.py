@@ -3,7 +3,7 @@
 source, among the sentences of the LM's text (stage 1's text/lm.jsonl, never spoken) that no
 earlier folder has spoken and that the tokenizer can write.
 
-    pick_lm.py TEXT_DIR [--want eng:wn:8000,fra:dlg:6000,...] [--again kor,zho]
+    pick_lm.py TEXT_DIR [--want eng:wn:8000,fra:dlg:6000,...] [--again kor,zho,fra:dlg]
                [--word-strings zho:4000] [--spoken FILE ...] [--seed 24] [--out extra_lm.jsonl]
 
 TEXT_DIR is stage 1's text folder (lm.jsonl, train.jsonl, dev.jsonl, test.jsonl). --want lists
@@ -17,7 +17,10 @@ characters that train.jsonl has in that language (the pieces come from it, so ot
 could only be learnt as <unk>). A source with fewer such sentences than N gives all it has.
 --again LANGS adds, once each, every sentence of those languages that has been spoken already
 (train.jsonl and the --spoken files; not dev or test), for one more rendition: synth.py with a
-seed of its own gives it other voices, rates, pitches and noise (RESULTS.md, run 26).
+seed of its own gives it other voices, rates, pitches and noise (RESULTS.md, run 26). An item
+LANG:SOURCE takes only that source's spoken sentences of LANG (fra:dlg; fra:train for the
+sentences of train.jsonl), so --again fra:train,fra:dlg,zho re-speaks French core and dialogue
+sentences and every Chinese one.
 --word-strings LANG:N adds N strings of 3 to 6 words, drawn at random (as often as their counts
 say) from the LM-only word fragments of that language (debtext.py's Chinese word list), with the
 same character rule: not sentences, but new sequences of syllables and tones to hear for a
@@ -85,15 +88,35 @@ def pick(lm, train, excluded, want, seed):
     return out, counts
 
 
-def again(langs, sources, excluded):
-    """The already spoken sentences of langs, once each (the first record of each text), in file order."""
+def parse_again(s):
+    """--again's items: {language: None (every source) or the set of sources to take}."""
+    want = {}
+    for item in s.split(","):
+        lang, colon, src = item.strip().partition(":")
+        if not lang.isalpha() or (colon and not src):
+            raise ValueError(f"--again {s}: give LANG or LANG:SOURCE items separated by commas (kor,zho,fra:dlg)")
+        if not colon:
+            want[lang] = None
+        elif want.get(lang, set()) is not None:
+            want.setdefault(lang, set()).add(src)
+    return want
+
+
+def again(want, sources, excluded):
+    """The already spoken sentences that want ({language: None or sources}, parse_again) names,
+    once each (the first record of each text), in file order; sources[0] is train.jsonl, whose
+    records are the source "train"."""
     out, seen = [], set()
-    for recs in sources:
+    for i, recs in enumerate(sources):
         for r in recs:
             key = (r["lang"], r["text"])
-            if r["lang"] in langs and key not in seen and r["text"] not in excluded:
-                seen.add(key)
-                out.append(r)
+            if r["lang"] not in want or key in seen or r["text"] in excluded:
+                continue
+            srcs = want[r["lang"]]
+            if srcs is not None and ("train" if i == 0 else source_of(r)) not in srcs:
+                continue
+            seen.add(key)
+            out.append(r)
     return out
 
 
@@ -130,9 +153,10 @@ def main():
         want = parse_want(a.want) if a.want else {}
     except ValueError as e:
         sys.exit(f"pick_lm.py: {e}")
-    again_langs = [x.strip() for x in a.again.split(",") if x.strip()]
-    if a.again and (not again_langs or any(not x.isalpha() for x in again_langs)):
-        sys.exit(f"pick_lm.py: --again {a.again}: give language codes separated by commas (kor,zho)")
+    try:
+        again_want = parse_again(a.again) if a.again else {}
+    except ValueError as e:
+        sys.exit(f"pick_lm.py: {e}")
     ws_lang, _, ws_n = a.word_strings.partition(":")
     if a.word_strings and not (ws_lang.isalpha() and ws_n.isdigit()):
         sys.exit(f"pick_lm.py: --word-strings {a.word_strings}: give LANG:N (zho:4000)")
@@ -166,12 +190,13 @@ def main():
     out, counts = pick(lm, train, excluded, want, a.seed)
     for (lang, src), (avail, took) in counts.items():
         print(f"pick_lm.py: {lang}:{src}: {avail} candidates, {took} taken", file=sys.stderr)
-    if again_langs:
-        more = again(set(again_langs), [train] + spoken_recs, held)
-        for lang in again_langs:
+    if again_want:
+        more = again(again_want, [train] + spoken_recs, held)
+        for lang, srcs in again_want.items():
             n = sum(r["lang"] == lang for r in more)
             if n == 0:
-                sys.exit(f"pick_lm.py: --again: no spoken sentence of {lang}")
+                what = lang if srcs is None else f"{lang}:{'+'.join(sorted(srcs))}"
+                sys.exit(f"pick_lm.py: --again: no spoken sentence of {what}")
             print(f"pick_lm.py: {lang}: {n} spoken sentences again", file=sys.stderr)
         out += more
     if a.word_strings:
