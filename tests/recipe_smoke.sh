@@ -457,6 +457,8 @@ check_script() {
 check_script "debtext.py" debtext_check.py "$top_srcdir"
 # local/pick_lm.py (fresh sentences from the LM's text for a continuation run) on a folder of its own
 check_script "pick_lm.py" pick_lm_check.py "$top_srcdir"
+# local/zho_syllables.py (Chinese errors split into homophones, tones and syllables; espeak-ng)
+check_script "zho_syllables.py" zho_syllables_check.py "$top_srcdir"
 # train.py's speed-ups (cropped conv2d8, channels-last depthwise convolutions, frozen
 # subsampling) give the reference model's loss and gradients
 if OWSM_TRAIN_NO_REEXEC=1 "$PYTHON" "$top_srcdir/tests/train_equiv.py" "$w/tok/tokens.txt" >"$tmp/log7" 2>&1; then
