@@ -16,13 +16,13 @@ Chinese audio is made with. Printed, each as edits over the reference's units:
     two is what the network hears wrongly in tones alone.
 """
 import argparse
+import os
 import re
 import subprocess
 import sys
-import os
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from score import align_counts, cer_units, read_jsonl  # noqa: E402
+from score import cer_units, edit_distance, read_jsonl  # noqa: E402
 
 
 def syllables(text, voice, espeak):
@@ -38,11 +38,6 @@ def syllables(text, voice, espeak):
 
 def toneless(syls):
     return [re.sub(r"[0-9]", "", s) for s in syls]
-
-
-def edits(ref, hyp):
-    s, d, i = align_counts(ref, hyp)
-    return s + d + i
 
 
 def main():
@@ -67,7 +62,7 @@ def main():
             rc = cer_units(r["ref"])
             for k, (x, y) in {"c": (rc, cer_units(r["hyp"])), "s": (rs, hs),
                               "t": (toneless(rs), toneless(hs))}.items():
-                tot[k][0] += edits(x, y)
+                tot[k][0] += edit_distance(x, y)
                 tot[k][1] += len(x)
     except (OSError, RuntimeError) as e:
         sys.exit(f"zho_syllables.py: {e}")
