@@ -128,6 +128,25 @@ def check(prog, d):
         r = run("--again", spec, "--out", "g.jsonl")
         assert r.returncode == 0, (spec, r.stderr)
         assert [x["id"] for x in picked("g.jsonl")] == ids, (spec, picked("g.jsonl"))
+    # --again-max: a seeded sample of the four spoken sentences (the fresh ones untouched); a
+    # maximum at or above their number keeps all of them in file order
+    all4 = ["tat-eng1", "tat-fra1", "deb-eng00000", "deb-fra00000"]
+    samples = set()
+    for seed in range(12):
+        r = run("--want", "eng:wn:2", "--again", "eng,fra", "--again-max", "2", "--seed", str(seed),
+                "--out", "g.jsonl")
+        assert r.returncode == 0 and "2 of them kept" in r.stderr, r.stderr
+        g2 = picked("g.jsonl")
+        assert len(g2) == 4 and all(x["id"] in good_ids for x in g2[:2]), g2
+        ids = [x["id"] for x in g2[2:]]
+        assert len(set(ids)) == 2 and set(ids) <= set(all4), ids
+        r = run("--want", "eng:wn:2", "--again", "eng,fra", "--again-max", "2", "--seed", str(seed),
+                "--out", "g.jsonl")
+        assert [x["id"] for x in picked("g.jsonl")][2:] == ids, seed
+        samples.add(tuple(ids))
+    assert len(samples) > 3, samples
+    r = run("--want", "eng:wn:2", "--again", "eng,fra", "--again-max", "4", "--out", "g.jsonl")
+    assert [x["id"] for x in picked("g.jsonl")][2:] == all4 and "kept" not in r.stderr, r.stderr
     print("ok: --again")
 
     # --word-strings: 3-6 of the French fragments with known characters, by count; seeded
@@ -154,6 +173,8 @@ def check(prog, d):
                       (["--again", "fra:"], "LANG or LANG:SOURCE"),
                       (["--again", "fra:dlg"], "no spoken sentence of fra:dlg"),
                       (["--again", "kor"], "no spoken sentence of kor"),
+                      (["--want", "eng:wn:1", "--again-max", "3"], "with --again"),
+                      (["--again", "fra", "--again-max", "0"], "N >= 1"),
                       (["--want", "eng:wn:x"], "whole number"),
                       (["--want", "eng:wn:-1"], "negative"),
                       (["--want", "eng:wn:1,eng:wn:2"], "given twice"),

@@ -4,7 +4,7 @@ source, among the sentences of the LM's text (stage 1's text/lm.jsonl, never spo
 earlier folder has spoken and that the tokenizer can write.
 
     pick_lm.py TEXT_DIR [--want eng:wn:8000,fra:dlg:6000,...] [--again kor,zho,fra:dlg]
-               [--word-strings zho:4000] [--spoken FILE ...] [--seed 24] [--out extra_lm.jsonl]
+               [--again-max N] [--word-strings zho:4000] [--spoken FILE ...] [--seed 24] [--out extra_lm.jsonl]
 
 TEXT_DIR is stage 1's text folder (lm.jsonl, train.jsonl, dev.jsonl, test.jsonl). --want lists
 LANG:SOURCE:N, SOURCE being the prefix of the sentence ids that debtext.py gives each source:
@@ -20,7 +20,8 @@ could only be learnt as <unk>). A source with fewer such sentences than N gives 
 seed of its own gives it other voices, rates, pitches and noise (RESULTS.md, run 26). An item
 LANG:SOURCE takes only that source's spoken sentences of LANG (fra:dlg; fra:train for the
 sentences of train.jsonl), so --again fra:train,fra:dlg,zho re-speaks French core and dialogue
-sentences and every Chinese one.
+sentences and every Chinese one. --again-max N keeps a seeded random N of them (Random(seed)
+shuffles them in file order) when there are more.
 --word-strings LANG:N adds N strings of 3 to 6 words, drawn at random (as often as their counts
 say) from the LM-only word fragments of that language (debtext.py's Chinese word list), with the
 same character rule: not sentences, but new sequences of syllables and tones to hear for a
@@ -142,6 +143,7 @@ def main():
     ap.add_argument("text_dir")
     ap.add_argument("--want", default="")
     ap.add_argument("--again", default="")
+    ap.add_argument("--again-max", dest="again_max", type=int, default=None)
     ap.add_argument("--word-strings", dest="word_strings", default="")
     ap.add_argument("--spoken", nargs="*", default=None)
     ap.add_argument("--seed", type=int, default=24)
@@ -149,6 +151,8 @@ def main():
     a = ap.parse_args()
     if not a.want and not a.again and not a.word_strings:
         sys.exit("pick_lm.py: give --want, --again or --word-strings")
+    if a.again_max is not None and (not a.again or a.again_max < 1):
+        sys.exit("pick_lm.py: --again-max N: give N >= 1, with --again")
     try:
         want = parse_want(a.want) if a.want else {}
     except ValueError as e:
@@ -198,6 +202,10 @@ def main():
                 what = lang if srcs is None else f"{lang}:{'+'.join(sorted(srcs))}"
                 sys.exit(f"pick_lm.py: --again: no spoken sentence of {what}")
             print(f"pick_lm.py: {lang}: {n} spoken sentences again", file=sys.stderr)
+        if a.again_max is not None and len(more) > a.again_max:
+            random.Random(a.seed).shuffle(more)
+            more = more[:a.again_max]
+            print(f"pick_lm.py: --again-max: {a.again_max} of them kept", file=sys.stderr)
         out += more
     if a.word_strings:
         ws = word_strings(lm, train, held, ws_lang, int(ws_n), random.Random(a.seed + 1))
